@@ -1,0 +1,57 @@
+"""What a dataset plugin implements, and how the data directory is found."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import ClassVar
+
+import platformdirs
+
+from crsbench.datasets.types import DatasetBundle
+
+DATA_ENV = "CRSBENCH_DATA"
+CACHE_ENV = "CRSBENCH_CACHE"
+
+
+def resolve_data_dir(explicit: str | os.PathLike | None = None) -> Path:
+    """--data-dir / `data.dir`, else $CRSBENCH_DATA, else the user data dir (crsbench/data)."""
+    if explicit:
+        return Path(explicit).expanduser()
+    if os.environ.get(DATA_ENV):
+        return Path(os.environ[DATA_ENV]).expanduser()
+    return Path(platformdirs.user_data_dir("crsbench")) / "data"
+
+
+def resolve_cache_dir(explicit: str | os.PathLike | None = None) -> Path:
+    """`data.cache_dir`, else $CRSBENCH_CACHE, else the user cache dir (crsbench/preprocessed)."""
+    if explicit:
+        return Path(explicit).expanduser()
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]).expanduser()
+    return Path(platformdirs.user_cache_dir("crsbench")) / "preprocessed"
+
+
+class DatasetSpec:
+    """A dataset: where its raw files live and how they become a DatasetBundle.
+
+    Subclasses are registered with @register_dataset("name"). `settings` is the resolved `data:`
+    section of the config; everything in it that changes the result must be in `cache_key_settings`.
+    """
+
+    #: YAML with this dataset's overrides of the `data:` (and other) config sections, or None.
+    config_file: ClassVar[Path | None] = None
+    #: Sub-directory of the data directory holding the raw files.
+    subdir: ClassVar[str] = ""
+    #: Raw files (relative to the sub-directory) the build reads; they key the cache.
+    input_files: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, data_dir: Path, settings: dict) -> None:
+        self.root = Path(data_dir) / self.subdir
+        self.settings = settings
+
+    def ensure_files(self) -> None:
+        """Make sure every input file is present (download or fail with a clear message)."""
+
+    def build(self) -> DatasetBundle:
+        """Full preprocessing from the raw files."""
+        raise NotImplementedError

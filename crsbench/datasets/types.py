@@ -1,0 +1,107 @@
+"""The model-independent representation every dataset is mapped into.
+
+raw files -> Conversation/Turn + KnowledgeGraph + Vocabulary (this module) -> evaluation samples
+(crsbench/datasets/instances.py) -> a model's own batching. Every id here is a plain int so the whole
+bundle caches as builtins + numpy arrays.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+SEEKER = "seeker"
+RECOMMENDER = "recommender"
+SPLITS = ("train", "valid", "test")
+
+
+@dataclass
+class Turn:
+    """One turn: consecutive messages of the same speaker merged (as the original KGSF code does)."""
+
+    role: str                 # SEEKER or RECOMMENDER
+    text: str                 # raw text, movie mentions kept as "@<movieId>"
+    tokens: list[str]         # lower-cased word tokens; a movie mention is one token "@<movieId>"
+    items: list[int]          # entity ids of the movies mentioned (candidate items), in order, no repeats
+    entities: list[int]       # entity ids linked from the text (not the items above), in order, no repeats
+    words: list[int]          # ConceptNet word ids of the non-stopword tokens, in order, no repeats
+
+
+@dataclass
+class Conversation:
+    """A dialogue between a seeker and a recommender."""
+
+    conv_id: str
+    turns: list[Turn]
+    # Turn indices that become evaluation/training samples. None: every recommender turn with
+    # earlier context (ReDial). OpenDialKG lists only the turns that carry a recommendation label.
+    sample_turns: list[int] | None = None
+    # Seeker's answers about a movie (entity id -> {"suggested","seen","liked"}), where the data has them.
+    item_feedback: dict[int, dict[str, int]] = field(default_factory=dict)
+
+
+@dataclass
+class KnowledgeGraph:
+    """A directed multi-relational graph as edge lists (both directions and self-loops already added)."""
+
+    num_nodes: int
+    edge_index: np.ndarray    # int64 [2, E]: row 0 = source (head), row 1 = target (tail)
+    edge_type: np.ndarray     # int64 [E], in [0, num_relations)
+    relation_names: list[str]
+    node_names: list[str]     # readable name per node id
+
+    @property
+    def num_relations(self) -> int:
+        return len(self.relation_names)
+
+    @property
+    def num_edges(self) -> int:
+        return int(self.edge_index.shape[1])
+
+
+@dataclass
+class Vocabulary:
+    """Word vocabulary built on the train split. Ids 0..3 are the special tokens below."""
+
+    tokens: list[str]
+    PAD = "__pad__"
+    START = "__start__"
+    END = "__end__"
+    UNK = "__unk__"
+    SPECIALS = (PAD, START, END, UNK)
+
+    def __post_init__(self) -> None:
+        self.index = {t: i for i, t in enumerate(self.tokens)}
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def id(self, token: str) -> int:
+        return self.index.get(token, 3)
+
+    def encode(self, tokens: list[str]) -> list[int]:
+        get = self.index.get
+        return [get(t, 3) for t in tokens]
+
+
+@dataclass
+class DatasetBundle:
+    """Everything a model may read about a dataset, identical for every model."""
+
+    name: str
+    splits: dict[str, list[Conversation]]    # "train" / "valid" / "test"
+    entity_kg: KnowledgeGraph                # DBpedia subgraph (ReDial) or the dataset's own KG
+    word_kg: KnowledgeGraph                  # ConceptNet subgraph
+    items: list[int]                         # candidate item entity ids; scores are over this order
+    item_titles: dict[int, str]              # item entity id -> readable title, for output
+    vocab: Vocabulary
+    word_embeddings: np.ndarray              # float32 [len(vocab), dim], word2vec trained on train
+    fingerprint: str                         # hash of the inputs and preprocessing settings
+    stats: dict[str, int | float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.item_index = {e: i for i, e in enumerate(self.items)}
+
+    @property
+    def num_items(self) -> int:
+        return len(self.items)

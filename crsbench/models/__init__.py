@@ -1,0 +1,4 @@
+"""Built-in models (KGSF) and the building blocks they share. Importing this registers them."""
+from crsbench.models.base import CONV, REC, CRSModel, Stage
+
+__all__ = ["CRSModel", "Stage", "REC", "CONV"]

@@ -1,0 +1,91 @@
+"""The interface every model implements: built-in, in `baselines/`, or in a third-party package.
+
+A model declares *what* to train (its stages, their losses and parameters) and *how* to batch
+its inputs; the generic trainer (crsbench/trainer) decides *when*: order, epochs, optimisation,
+checkpoints, early stopping. No model has a training loop of its own.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Iterable, Sequence
+
+import torch
+from torch import nn
+
+from crsbench.datasets.instances import RecInstance, Sample, SplitInstances
+from crsbench.datasets.types import DatasetBundle
+
+REC = "rec"       # training/evaluation on RecInstance lists (one target item each)
+CONV = "conv"     # training/evaluation on Sample lists (the response is the target)
+
+
+@dataclass
+class Stage:
+    """One training stage, e.g. KGSF's MIM pre-training, recommendation, conversation.
+
+    `name` is the key of its settings under `stages:` in the config (epochs, lr, early stopping...).
+    `task` says which training instances it iterates over (REC or CONV).
+    `loss(batch)` returns a scalar tensor, or a dict with key "loss" plus extra terms to log.
+    `parameters()` yields the parameters this stage trains; everything else stays frozen.
+    `validate` names the evaluation run on the valid split after each epoch (REC, CONV or None).
+    """
+
+    name: str
+    task: str
+    loss: Callable[[Any], torch.Tensor | dict[str, torch.Tensor]]
+    parameters: Callable[[], Iterable[nn.Parameter]]
+    validate: str | None = None
+
+
+class CRSModel(nn.Module):
+    """Base class of every conversational recommender model."""
+
+    #: Path of the model's YAML defaults (keys under `model:` and `stages:`), or None.
+    config_file: ClassVar[Path | None] = None
+    #: What the model can be evaluated on: REC, CONV or both.
+    tasks: ClassVar[tuple[str, ...]] = (REC,)
+
+    def __init__(self, config: dict, data: DatasetBundle) -> None:
+        super().__init__()
+        self.config = config          # the `model:` section of the resolved config
+        self.data = data
+
+    # --- training -------------------------------------------------------------------------
+    def fit(self, train: SplitInstances) -> None:
+        """Collect statistics from the train split before any stage runs (non-learned models)."""
+
+    def stages(self) -> list[Stage]:
+        """The training stages in order. A model without learned parameters returns []."""
+        return []
+
+    # --- batching -------------------------------------------------------------------------
+    def collate(self, instances: Sequence[RecInstance] | Sequence[Sample], task: str) -> Any:
+        """Turn a list of instances into the model's own batch (tensors on CPU)."""
+        raise NotImplementedError(f"{type(self).__name__} does not batch task '{task}'")
+
+    # --- inference ------------------------------------------------------------------------
+    def recommend(self, batch: Any) -> torch.Tensor:
+        """Scores [batch, num_items] over `data.items` for each instance of a REC batch."""
+        raise NotImplementedError(f"{type(self).__name__} does not recommend")
+
+    def generate(self, batch: Any, max_length: int, beam_size: int = 1) -> list[list[str]]:
+        """Response tokens (cut at the end token) for each sample of a CONV batch."""
+        raise NotImplementedError(f"{type(self).__name__} does not generate responses")
+
+    @property
+    def device(self) -> torch.device:
+        for tensor in list(self.parameters()) + list(self.buffers()):
+            return tensor.device
+        return torch.device("cpu")
+
+
+def move_to(obj: Any, device: torch.device) -> Any:
+    """Move every tensor inside nested dicts/lists/tuples to `device`."""
+    if isinstance(obj, torch.Tensor):
+        return obj.to(device, non_blocking=True)
+    if isinstance(obj, dict):
+        return {k: move_to(v, device) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(move_to(v, device) for v in obj)
+    return obj

@@ -1,0 +1,34 @@
+"""Installs crsbench (the framework) and baselines (models that plug in like any third party)."""
+from setuptools import find_packages, setup
+
+setup(
+    name="crsbench",
+    version="0.1.0",
+    description="A benchmark framework for conversational recommender systems (KGSF and baselines)",
+    python_requires=">=3.10",
+    packages=find_packages(include=["crsbench", "crsbench.*", "baselines", "baselines.*"]),
+    package_data={"crsbench": ["**/*.yaml"], "baselines": ["*.yaml"]},
+    install_requires=[
+        "torch>=2.4",
+        "torch-geometric>=2.5",
+        "fuzzywuzzy>=0.18",
+        "python-Levenshtein>=0.25",   # makes fuzzywuzzy's matching fast
+        "pyyaml>=6",
+        "loguru>=0.7",
+        "tensorboard>=2.15",
+        "nltk>=3.8",
+        "numpy>=1.26",
+        "gensim>=4.3",                # word2vec initial embeddings, as the original KGSF code
+        "tqdm>=4.66",                 # progress bars
+        "platformdirs>=4",            # default data and cache directories per OS
+    ],
+    extras_require={"test": ["pytest>=8"]},
+    entry_points={
+        "console_scripts": ["crsbench = crsbench.cli:main"],
+        # Our own baselines register exactly as a third-party package would.
+        "crsbench.models": [
+            "popularity = baselines.popularity",
+            "context_repeat = baselines.context_repeat",
+        ],
+    },
+)
