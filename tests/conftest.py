@@ -1,0 +1,71 @@
+"""Shared fixtures: a tiny in-code dataset for unit tests, and the real data for integration tests."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from crsbench.datasets.types import (RECOMMENDER, SEEKER, Conversation, DatasetBundle,
+                                     KnowledgeGraph, Turn, Vocabulary)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def shared_data_dir() -> Path:
+    """The real data directory; integration tests FAIL (not skip) when it is missing."""
+    path = Path(os.environ.get("CRSBENCH_DATA", REPO.parent / "shared" / "data"))
+    if not (path / "redial" / "train_data.jsonl").exists():
+        pytest.fail(f"real data not found at {path}: set CRSBENCH_DATA to the shared data directory")
+    return path
+
+
+@pytest.fixture(scope="session")
+def real_data_dir() -> Path:
+    return shared_data_dir()
+
+
+def _turn(role: str, text: str, items=(), entities=(), words=()) -> Turn:
+    return Turn(role, text, text.lower().split(), list(items), list(entities), list(words))
+
+
+def make_tiny_bundle() -> DatasetBundle:
+    """Ten entities (0-5 are the candidate items), three relations, a handful of conversations."""
+    S, R = SEEKER, RECOMMENDER
+    def conv(cid, turns):
+        return Conversation(cid, turns)
+    train = [
+        conv("t1", [_turn(S, "hi i like @100", [0], [7], [1]),
+                    _turn(R, "try @101 then", [1], [], [2]),
+                    _turn(S, "seen it", [], [], [3]),
+                    _turn(R, "@102 or @101", [2, 1], [8], [])]),
+        conv("t2", [_turn(S, "any comedy", [], [6], [4]),
+                    _turn(R, "@101 is funny", [1], [], [5])]),
+        conv("t3", [_turn(S, "i loved @103", [3], [], []),
+                    _turn(R, "then @104", [4], [9], [2])]),
+    ]
+    valid = [conv("v1", [_turn(S, "something scary", [], [6], [3]),
+                         _turn(R, "@105", [5], [], [])])]
+    test = [
+        conv("x1", [_turn(S, "like @100", [0], [], [1]),
+                    _turn(R, "@101 and @100", [1, 0], [7], [2])]),
+        conv("x2", [_turn(S, "a comedy please", [], [6], [4]),
+                    _turn(R, "@101", [1], [], [])]),
+    ]
+    edges = np.array([[0, 1, 2, 7, 8, 9, 6], [7, 7, 8, 0, 2, 4, 1]], dtype=np.int64)
+    types = np.array([0, 0, 1, 0, 1, 2, 2], dtype=np.int64)
+    entity_kg = KnowledgeGraph(10, edges, types, ["r0", "r1", "r2"], [f"e{i}" for i in range(10)])
+    word_kg = KnowledgeGraph(6, np.array([[1, 2], [2, 1]], dtype=np.int64),
+                             np.zeros(2, dtype=np.int64), ["related"], [f"w{i}" for i in range(6)])
+    words = list(Vocabulary.SPECIALS) + sorted({t for c in train for tr in c.turns for t in tr.tokens})
+    vocab = Vocabulary(words)
+    emb = np.random.default_rng(0).normal(size=(len(vocab), 8)).astype(np.float32)
+    return DatasetBundle("tiny", {"train": train, "valid": valid, "test": test}, entity_kg, word_kg,
+                         items=[0, 1, 2, 3, 4, 5], item_titles={i: f"Movie {i}" for i in range(6)},
+                         vocab=vocab, word_embeddings=emb, fingerprint="tiny")
+
+
+@pytest.fixture
+def tiny_bundle() -> DatasetBundle:
+    return make_tiny_bundle()
