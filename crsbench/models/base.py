@@ -73,6 +73,11 @@ class CRSModel(nn.Module):
         """Response tokens (cut at the end token) for each sample of a CONV batch."""
         raise NotImplementedError(f"{type(self).__name__} does not generate responses")
 
+    def response_nll(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per sample of a CONV batch: summed negative log-likelihood of the gold response tokens
+        (end token included, padding excluded) and the number of those tokens. Used for perplexity."""
+        raise NotImplementedError(f"{type(self).__name__} does not score responses")
+
     @property
     def device(self) -> torch.device:
         for tensor in list(self.parameters()) + list(self.buffers()):
