@@ -18,6 +18,7 @@ Then out = A @ M + root + bias, where A[i, p] = 1 / |N_r(i)| for every edge j -r
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 from torch import nn
@@ -44,10 +45,12 @@ class _PairStructure:
         else:
             raise ValueError(f"aggr must be 'mean' or 'add', got {aggr!r}")
         num_pairs = keys.numel()
-        a = torch.sparse_coo_tensor(torch.stack([dst, pair_of_edge]), norm, (num_nodes, num_pairs))
-        a = a.coalesce()
-        self.a = a.to_sparse_csr()
-        self.a_t = a.t().coalesce().to_sparse_csr()
+        a = torch.sparse_coo_tensor(torch.stack([dst, pair_of_edge]), norm, (num_nodes, num_pairs),
+                                    check_invariants=True).coalesce()
+        with warnings.catch_warnings():   # "sparse CSR support is in beta": we rely on mm only
+            warnings.simplefilter("ignore", UserWarning)
+            self.a = a.to_sparse_csr()
+            self.a_t = a.t().coalesce().to_sparse_csr()
         self.num_pairs = num_pairs
 
     def to(self, device: torch.device, dtype: torch.dtype) -> "_PairStructure":
@@ -135,3 +138,25 @@ class FeaturelessRGCN(nn.Module):
             self._graph_place = place
         g = self._graph
         return _RelationalPropagation.apply(self.comp, self.weight, g, self.chunk) + self.root + self.bias
+
+
+class WordGraphEncoder(nn.Module):
+    """GCN over the word-oriented KG (ConceptNet) on learned word embeddings (KGSF Eq. 1).
+
+    Eq. 1 is PyG's GCNConv (symmetric normalisation D^-1/2 A D^-1/2 with self-loops); the
+    activation is optional because the original KGSF code applies none.
+    """
+
+    def __init__(self, num_words: int, dim: int, edge_index: torch.Tensor, activation: bool) -> None:
+        super().__init__()
+        from torch_geometric.nn import GCNConv
+        self.embedding = nn.Embedding(num_words, dim)
+        nn.init.normal_(self.embedding.weight, std=dim ** -0.5)
+        self.conv = GCNConv(dim, dim)
+        self.register_buffer("edge_index", edge_index.long(), persistent=False)
+        self.activation = activation
+
+    def forward(self) -> torch.Tensor:
+        """Word representations V [num_words, dim]."""
+        out = self.conv(self.embedding.weight, self.edge_index)
+        return torch.relu(out) if self.activation else out

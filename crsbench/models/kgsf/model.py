@@ -1,0 +1,110 @@
+"""KGSF (Zhou et al., KDD 2020): KG-based semantic fusion for conversational recommendation.
+
+This module wires the paper's parts together and declares the training procedure of
+Algorithm 1: MIM pre-training of the KG encoders (§4.2), then recommendation training with the
+MIM loss as a regulariser (Eq. 9). The generic trainer runs the stages.
+"""
+from __future__ import annotations
+
+from itertools import chain
+from pathlib import Path
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from crsbench.datasets.instances import RecInstance
+from crsbench.datasets.types import DatasetBundle
+from crsbench.models.base import REC, CRSModel, Stage
+from crsbench.models.kgsf.knowledge import EntityKGEncoder, WordKGEncoder
+from crsbench.models.kgsf.mim import MutualInformationMaximization
+from crsbench.models.kgsf.recommender import KGRecommender
+from crsbench.models.layers import pad_ids
+from crsbench.registry import register_model
+
+
+@register_model("kgsf")
+class KGSF(CRSModel):
+    """KGSF: word-KG (ConceptNet GCN) + entity-KG (DBpedia R-GCN) fused by MIM, gated user model."""
+
+    config_file = Path(__file__).with_name("kgsf.yaml")
+    tasks = (REC,)
+
+    def __init__(self, config: dict, data: DatasetBundle) -> None:
+        super().__init__(config, data)
+        dim = config["dim"]
+        self.word_kg_encoder = WordKGEncoder(data, dim, config["kg_activation"])          # Eq. 1
+        self.entity_kg_encoder = EntityKGEncoder(data, dim, config["num_bases"],          # Eq. 2
+                                                 config["entity_kg"], config["kg_activation"])
+        self.mim = MutualInformationMaximization(dim) if config["mim"] else None         # Eq. 4-6
+        self.recommender = KGRecommender(dim, data.num_items, config["item_bias"])        # Eq. 6-8
+        self.register_buffer("item_entities", torch.tensor(data.items, dtype=torch.long),
+                             persistent=False)
+
+    # --- Algorithm 1 ----------------------------------------------------------------------
+    def stages(self) -> list[Stage]:
+        def kg_parameters():
+            return chain(self.word_kg_encoder.parameters(), self.entity_kg_encoder.parameters(),
+                         self.mim.parameters())
+        stages = []
+        if self.mim is not None:        # line 2: pre-train the KG encoders with the MIM loss
+            stages.append(Stage("pretrain", REC, self.mim_loss, kg_parameters))
+        # lines 3-8: train the recommender and the KG encoders on Eq. 9
+        stages.append(Stage("rec", REC, self.rec_loss,
+                            lambda: chain(self.word_kg_encoder.parameters(),
+                                          self.entity_kg_encoder.parameters(),
+                                          self.recommender.parameters(),
+                                          self.mim.parameters() if self.mim is not None else []),
+                            validate=REC))
+        return stages
+
+    # --- batching -------------------------------------------------------------------------
+    def collate(self, instances: Sequence[RecInstance], task: str) -> dict:
+        samples = [inst.sample for inst in instances]
+        entities, entities_mask = pad_ids([s.context_entities for s in samples],
+                                          max_len=self.config["max_context_entities"])
+        words, words_mask = pad_ids([s.context_words for s in samples],
+                                    max_len=self.config["max_context_words"])
+        batch = {"entities": entities, "entities_mask": entities_mask, "words": words,
+                 "words_mask": words_mask,
+                 "target": torch.tensor([inst.target_index for inst in instances], dtype=torch.long)}
+        if self.mim is not None:
+            # entities co-occurring in the conversation: the context's and the response's
+            batch["mim_entities"], batch["mim_mask"] = pad_ids(
+                [s.context_entities + s.response.items + s.response.entities for s in samples])
+        return batch
+
+    # --- losses and inference -------------------------------------------------------------
+    def _knowledge(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.word_kg_encoder(), self.entity_kg_encoder()
+
+    def _mim(self, words_reps: torch.Tensor, entity_reps: torch.Tensor, batch: dict) -> torch.Tensor:
+        positives = torch.zeros(batch["words"].shape[0], entity_reps.shape[0], device=entity_reps.device)
+        rows = torch.arange(positives.shape[0], device=positives.device).unsqueeze(1)
+        rows = rows.expand_as(batch["mim_entities"])
+        positives[rows[batch["mim_mask"]], batch["mim_entities"][batch["mim_mask"]]] = 1.0
+        return self.mim(words_reps, entity_reps, batch["words"], batch["words_mask"], positives)
+
+    def mim_loss(self, batch: dict) -> torch.Tensor:
+        """MIM pre-training objective (§4.2)."""
+        word_reps, entity_reps = self._knowledge()
+        return self._mim(word_reps, entity_reps, batch)
+
+    def _scores(self, word_reps: torch.Tensor, entity_reps: torch.Tensor, batch: dict) -> torch.Tensor:
+        user = self.recommender.user_representation(word_reps, entity_reps, batch["words"],
+                                                    batch["words_mask"], batch["entities"],
+                                                    batch["entities_mask"])
+        return self.recommender.item_scores(user, entity_reps[self.item_entities])
+
+    def rec_loss(self, batch: dict) -> dict[str, torch.Tensor]:
+        """Eq. 9: cross-entropy over the candidate items + lambda * MIM loss."""
+        word_reps, entity_reps = self._knowledge()
+        rec = F.cross_entropy(self._scores(word_reps, entity_reps, batch), batch["target"])
+        if self.mim is None:
+            return {"loss": rec, "rec": rec}
+        mim = self._mim(word_reps, entity_reps, batch)
+        return {"loss": rec + self.config["mim_weight"] * mim, "rec": rec, "mim": mim}
+
+    def recommend(self, batch: dict) -> torch.Tensor:
+        word_reps, entity_reps = self._knowledge()
+        return self._scores(word_reps, entity_reps, batch)

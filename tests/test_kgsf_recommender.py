@@ -1,0 +1,65 @@
+"""KGSF's recommender side on the tiny fixture: shapes, ablation switches, empty contexts, stages."""
+import copy
+
+import pytest
+import torch
+import yaml
+
+from crsbench.datasets.instances import build_instances
+from crsbench.models.kgsf import KGSF
+from crsbench.models.layers import AttentionPooling
+
+DEFAULTS = yaml.safe_load(KGSF.config_file.read_text())["model"]
+
+
+def _model(bundle, **changes):
+    torch.manual_seed(0)
+    return KGSF({**DEFAULTS, **changes}, bundle)
+
+
+def test_scores_cover_every_candidate_and_losses_are_finite(tiny_bundle):
+    model = _model(tiny_bundle)
+    batch = model.collate(build_instances(tiny_bundle)["train"].rec, "rec")
+    scores = model.recommend(batch)
+    assert scores.shape == (5, tiny_bundle.num_items)
+    losses = model.rec_loss(batch)
+    assert set(losses) == {"loss", "rec", "mim"}
+    assert torch.isclose(losses["loss"], losses["rec"] + 0.025 * losses["mim"])
+    assert all(torch.isfinite(v) for v in losses.values())
+
+
+def test_empty_context_pools_to_zero_without_nan(tiny_bundle):
+    pool = AttentionPooling(4)
+    out = pool(torch.randn(2, 3, 4), torch.tensor([[False] * 3, [True, False, False]]))
+    assert torch.equal(out[0], torch.zeros(4))
+    assert torch.isfinite(out).all()
+    model = _model(tiny_bundle)
+    inst = build_instances(tiny_bundle)["train"]
+    empty = copy.copy(inst.rec[0])
+    empty.sample = copy.copy(empty.sample)
+    empty.sample.context_entities, empty.sample.context_words = [], []
+    batch = model.collate([empty], "rec")
+    loss = model.rec_loss(batch)["loss"]
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def test_ablations_change_the_model(tiny_bundle):
+    full = _model(tiny_bundle)
+    assert [s.name for s in full.stages()] == ["pretrain", "rec"]
+    no_mim = _model(tiny_bundle, mim=False)
+    assert [s.name for s in no_mim.stages()] == ["rec"] and no_mim.mim is None
+    no_db = _model(tiny_bundle, entity_kg=False)
+    assert not hasattr(no_db.entity_kg_encoder, "rgcn")
+    batch = no_db.collate(build_instances(tiny_bundle)["train"].rec, "rec")
+    assert torch.isfinite(no_db.rec_loss(batch)["loss"])
+
+
+def test_pretraining_trains_only_the_kg_encoders(tiny_bundle):
+    model = _model(tiny_bundle)
+    pretrain = model.stages()[0]
+    trained = {id(p) for p in pretrain.parameters()}
+    recommender = {id(p) for p in model.recommender.parameters()}
+    assert trained and not trained & recommender
+    assert {id(p) for p in model.entity_kg_encoder.parameters()} <= trained
