@@ -29,6 +29,9 @@ setup(
         "crsbench.models": [
             "popularity = baselines.popularity",
             "context_repeat = baselines.context_repeat",
+            "textcnn = baselines.textcnn",
+            "redial = baselines.redial_rec",
+            "kbrd = baselines.kbrd",
         ],
     },
 )
