@@ -1,0 +1,171 @@
+"""On-disk cache of preprocessed datasets: keyed by inputs, settings and code; checked on load.
+
+A cache entry is a directory `<dataset>-<key>` holding `bundle.pkl` (plain builtins only, read back
+through the allow-list unpickler), `arrays.npz` (numpy arrays, no pickles) and `manifest.json`
+(the key and the sha256 of both files). It is written into a temporary directory and renamed into
+place, so a reader never sees half an entry. A missing, truncated, corrupt or stale entry is
+reported and rebuilt.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import pickle
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from loguru import logger
+
+from crsbench.datasets import safe_pickle
+from crsbench.datasets.base import DatasetSpec
+from crsbench.datasets.types import Conversation, DatasetBundle, KnowledgeGraph, Turn, Vocabulary
+from crsbench.errors import DataError
+
+# `data:` settings that do not change the preprocessed result
+_NOT_KEYED = frozenset({"dir", "cache_dir", "download"})
+_PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _code_hash() -> str:
+    """Hash of the preprocessing code: any change to crsbench/datasets invalidates the caches."""
+    digest = hashlib.sha256()
+    for path in sorted(_PACKAGE_DIR.glob("*.py")) + sorted(_PACKAGE_DIR.glob("*.yaml")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def cache_key(spec: DatasetSpec) -> str:
+    """sha256 over the dataset name, the relevant settings, the input files and the code."""
+    digest = hashlib.sha256()
+    digest.update(type(spec).registered_name.encode() if hasattr(type(spec), "registered_name")
+                  else type(spec).__name__.encode())
+    settings = {k: v for k, v in spec.settings.items() if k not in _NOT_KEYED}
+    digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
+    for name in spec.input_files:
+        path = spec.root / name
+        if not path.exists():
+            raise DataError(f"{path}: input file missing", hint="check the data directory")
+        digest.update(name.encode() + _sha256(path).encode())
+    digest.update(_code_hash().encode())
+    return digest.hexdigest()
+
+
+# --- bundle <-> builtins + arrays ---------------------------------------------------------
+def _kg_parts(kg: KnowledgeGraph, prefix: str, arrays: dict) -> tuple:
+    arrays[f"{prefix}_edge_index"] = kg.edge_index
+    arrays[f"{prefix}_edge_type"] = kg.edge_type
+    return (kg.num_nodes, list(kg.relation_names), list(kg.node_names))
+
+
+def _kg_from(parts: tuple, prefix: str, arrays) -> KnowledgeGraph:
+    num_nodes, relations, names = parts
+    return KnowledgeGraph(num_nodes, arrays[f"{prefix}_edge_index"], arrays[f"{prefix}_edge_type"],
+                          relations, names)
+
+
+def to_builtins(bundle: DatasetBundle) -> tuple[dict, dict[str, np.ndarray]]:
+    """Split a bundle into a builtins-only structure and a dict of numpy arrays."""
+    arrays: dict[str, np.ndarray] = {"word_embeddings": bundle.word_embeddings}
+    splits = {split: [(c.conv_id, [(t.role, t.text, t.tokens, t.items, t.entities, t.words) for t in c.turns],
+                       c.sample_turns, c.item_feedback) for c in convs]
+              for split, convs in bundle.splits.items()}
+    data = {"name": bundle.name, "splits": splits, "entity_kg": _kg_parts(bundle.entity_kg, "entity", arrays),
+            "word_kg": _kg_parts(bundle.word_kg, "word", arrays), "items": list(bundle.items),
+            "item_titles": dict(bundle.item_titles), "vocab": list(bundle.vocab.tokens),
+            "fingerprint": bundle.fingerprint, "stats": dict(bundle.stats)}
+    return data, arrays
+
+
+def from_builtins(data: dict, arrays) -> DatasetBundle:
+    """Rebuild the bundle written by to_builtins."""
+    splits = {split: [Conversation(cid, [Turn(*t) for t in turns], sample_turns, feedback)
+                      for cid, turns, sample_turns, feedback in convs]
+              for split, convs in data["splits"].items()}
+    return DatasetBundle(data["name"], splits, _kg_from(data["entity_kg"], "entity", arrays),
+                         _kg_from(data["word_kg"], "word", arrays), data["items"], data["item_titles"],
+                         Vocabulary(data["vocab"]), arrays["word_embeddings"], data["fingerprint"],
+                         data["stats"])
+
+
+# --- reading and writing entries ---------------------------------------------------------
+def _entry_dir(cache_dir: Path, spec: DatasetSpec, key: str) -> Path:
+    name = getattr(type(spec), "registered_name", type(spec).__name__)
+    return cache_dir / f"{name}-{key[:20]}"
+
+
+def _read_entry(entry: Path, key: str) -> DatasetBundle:
+    """Load and verify an entry; DataError (naming the file) if anything is off."""
+    manifest_path = entry / "manifest.json"
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{manifest_path}: unreadable manifest ({exc})") from None
+    if manifest.get("key") != key:
+        raise DataError(f"{manifest_path}: cache key differs (stale entry)")
+    payload = {}
+    for name in ("bundle.pkl", "arrays.npz"):
+        raw = (entry / name).read_bytes()
+        if hashlib.sha256(raw).hexdigest() != manifest.get("sha256", {}).get(name):
+            raise DataError(f"{entry / name}: checksum mismatch (truncated or corrupt)")
+        payload[name] = raw
+    data = safe_pickle.loads(payload["bundle.pkl"], str(entry / "bundle.pkl"))
+    with np.load(io.BytesIO(payload["arrays.npz"]), allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    return from_builtins(data, arrays)
+
+
+def _write_entry(entry: Path, key: str, bundle: DatasetBundle) -> None:
+    data, arrays = to_builtins(bundle)
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=entry.parent, prefix=f".{entry.name}."))
+    try:
+        pkl = pickle.dumps(data, protocol=5)
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        files = {"bundle.pkl": pkl, "arrays.npz": buf.getvalue()}
+        for name, raw in files.items():
+            (tmp / name).write_bytes(raw)
+        manifest = {"key": key, "sha256": {n: hashlib.sha256(r).hexdigest() for n, r in files.items()}}
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
+        for name in list(files) + ["manifest.json"]:
+            with open(tmp / name, "rb") as handle:
+                os.fsync(handle.fileno())
+        if entry.exists():
+            shutil.rmtree(entry)
+        os.replace(tmp, entry)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def load_or_build(spec: DatasetSpec, cache_dir: Path) -> DatasetBundle:
+    """The preprocessed bundle: from a verified cache entry, else built (and cached)."""
+    key = cache_key(spec)
+    entry = _entry_dir(Path(cache_dir), spec, key)
+    if entry.exists():
+        try:
+            bundle = _read_entry(entry, key)
+            logger.debug(f"loaded preprocessed data from {entry}")
+            return bundle
+        except (DataError, OSError, ValueError, KeyError, TypeError) as exc:
+            logger.warning(f"preprocessing cache {entry} is unusable ({exc}); rebuilding it")
+    logger.info(f"preprocessing {spec.root} (cached afterwards in {entry})")
+    bundle = spec.build()
+    bundle.fingerprint = key
+    try:
+        _write_entry(entry, key, bundle)
+    except OSError as exc:
+        logger.warning(f"could not write the preprocessing cache {entry} ({exc}); continuing without it")
+    return bundle

@@ -1,0 +1,173 @@
+"""ReDial (+ KGSF's DBpedia and ConceptNet subgraphs) -> the model-independent representation."""
+from __future__ import annotations
+
+import re
+import time
+from collections import Counter
+from pathlib import Path
+
+from loguru import logger
+
+from crsbench.datasets.base import DatasetSpec
+from crsbench.datasets.conceptnet import (EDGES_FILE, INDEX_FILE, STOPWORDS_FILE, WordLinker,
+                                          load_word_kg, read_stopwords)
+from crsbench.datasets.entity_linker import EntityLinker, uri_to_name
+from crsbench.datasets.jsonl import read_jsonl, require
+from crsbench.datasets.kg import build_entity_kg
+from crsbench.datasets.safe_pickle import load_pickle
+from crsbench.datasets.text import tokenize
+from crsbench.datasets.types import (RECOMMENDER, SEEKER, SPLITS, Conversation, DatasetBundle, Turn)
+from crsbench.datasets.vocab import build_vocabulary, train_word2vec
+from crsbench.errors import DataError
+from crsbench.registry import register_dataset
+
+WORD2VEC_SEED = 0            # the dataset must not depend on a run's seed
+COMMON_WORDS = 2000          # the entity linker's "common words": this many most frequent in train
+_MENTION = re.compile(r"@\s*(\d+)")
+
+
+def _item_of_movie(movie_id: str, id2entity: dict, entity2id: dict, candidates: set[int]) -> int | None:
+    """Movie id -> candidate entity id, as KGSF maps it (through its DBpedia URI, else the id itself)."""
+    try:
+        key = int(movie_id)
+    except ValueError:
+        return None
+    uri = id2entity.get(key)
+    entity = entity2id.get(uri) if uri is not None else entity2id.get(key)
+    return entity if entity in candidates else None
+
+
+@register_dataset("redial")
+class RedialSpec(DatasetSpec):
+    """ReDial conversations in the KGSF release layout (both message formats accepted)."""
+
+    config_file = Path(__file__).with_name("redial.yaml")
+    subdir = "redial"
+    input_files = ("train_data.jsonl", "valid_data.jsonl", "test_data.jsonl", "entity2entityId.pkl",
+                   "id2entity.pkl", "movie_ids.pkl", "subkg.pkl", STOPWORDS_FILE, EDGES_FILE, INDEX_FILE)
+
+    def ensure_files(self) -> None:
+        from crsbench.datasets.download import KGSF_REDIAL_FILES, ensure_files
+        ensure_files(self.root, KGSF_REDIAL_FILES, allow_download=self.settings.get("download", True))
+
+    def build(self) -> DatasetBundle:
+        s, root = self.settings, self.root
+        t0 = time.perf_counter()
+        entity2id = load_pickle(root / "entity2entityId.pkl")
+        id2entity = load_pickle(root / "id2entity.pkl")
+        candidates = load_pickle(root / "movie_ids.pkl")
+        subkg = load_pickle(root / "subkg.pkl")
+        for name, obj, kind in (("entity2entityId.pkl", entity2id, dict), ("id2entity.pkl", id2entity, dict),
+                                ("movie_ids.pkl", candidates, list), ("subkg.pkl", subkg, dict)):
+            if not isinstance(obj, kind):
+                raise DataError(f"{root / name}: expected a {kind.__name__}, got {type(obj).__name__}",
+                                hint="replace it with the KGSF release's file")
+        items = list(dict.fromkeys(candidates))
+        candidate_set = set(items)
+
+        # --- knowledge graphs ---------------------------------------------------------------
+        num_entities = max(entity2id.values()) + 1
+        node_names = [""] * num_entities
+        for key, entity in entity2id.items():
+            node_names[entity] = uri_to_name(key)[0] if isinstance(key, str) else f"movie {key}"
+        triples = [(h, r, t) for h, pairs in subkg.items() for r, t in pairs]
+        num_rel = max((r for _, r, _ in triples), default=-1) + 1
+        entity_kg = build_entity_kg(triples, num_entities, [f"dbpedia_relation_{r}" for r in range(num_rel)],
+                                    node_names, s["kg_min_relation_edges"])
+        stopwords = read_stopwords(root / STOPWORDS_FILE)
+        word_kg, word_index = load_word_kg(root / EDGES_FILE, root / INDEX_FILE, stopwords)
+        t_kg = time.perf_counter()
+
+        # --- conversations ------------------------------------------------------------------
+        raw = {split: self._read_split(split) for split in SPLITS}
+        t_read = time.perf_counter()
+        train_counts = Counter(t for conv in raw["train"] for _, text in conv["turns"] for t in tokenize(text))
+        common = frozenset(w for w, _ in train_counts.most_common(COMMON_WORDS))
+        degree = Counter(entity_kg.edge_index[1].tolist())
+        linker = EntityLinker.from_dbpedia_uris(entity2id, stopwords, common, degree, s["linker_max_ngram"],
+                                                s["linker_fuzzy"], s["linker_fuzzy_cutoff"])
+        words = WordLinker(word_index, stopwords)
+        stats: Counter = Counter()
+        splits = {}
+        for split in SPLITS:
+            convs = []
+            for conv in raw[split]:
+                movies = {m: _item_of_movie(m, id2entity, entity2id, candidate_set) for m in conv["mentions"]}
+                turns = []
+                for role, text in conv["turns"]:
+                    tokens = tokenize(text)
+                    mentioned: list[int] = []
+                    for mention in _MENTION.findall(text):
+                        item = movies.get(mention)
+                        if item is None:
+                            stats[f"{split}_unknown_mentions"] += 1
+                        elif item not in mentioned:
+                            mentioned.append(item)
+                    entities = [e for e in linker.link(tokens, text) if e not in mentioned]
+                    turns.append(Turn(role, text, tokens, mentioned, entities, words.link(tokens)))
+                    stats[f"{split}_turns"] += 1
+                    stats[f"{split}_linked_entities"] += len(entities)
+                feedback = {}
+                for movie, answers in conv["questions"].items():
+                    item = movies.get(movie) or _item_of_movie(movie, id2entity, entity2id, candidate_set)
+                    if item is not None and isinstance(answers, dict):
+                        feedback[item] = {k: int(v) for k, v in answers.items() if isinstance(v, int)}
+                convs.append(Conversation(conv["id"], turns, None, feedback))
+            splits[split] = convs
+            stats[f"{split}_conversations"] = len(convs)
+        t_link = time.perf_counter()
+
+        # --- vocabulary and word2vec on train -----------------------------------------------
+        train_tokens = [turn.tokens for conv in splits["train"] for turn in conv.turns]
+        vocab = build_vocabulary(train_tokens, s["vocab_min_count"])
+        embeddings = train_word2vec(train_tokens, vocab, s["word2vec_dim"], s["word2vec_epochs"],
+                                    s["word2vec_window"], WORD2VEC_SEED)
+        t_w2v = time.perf_counter()
+        titles = {}
+        for conv in raw["train"] + raw["valid"] + raw["test"]:
+            for movie, title in conv["mentions"].items():
+                item = _item_of_movie(movie, id2entity, entity2id, candidate_set)
+                if item is not None and isinstance(title, str) and item not in titles:
+                    titles[item] = " ".join(title.split())
+        for item in items:
+            titles.setdefault(item, node_names[item] if item < num_entities else str(item))
+        stats.update(entities=num_entities, relations=entity_kg.num_relations, entity_edges=entity_kg.num_edges,
+                     words=word_kg.num_nodes, word_edges=word_kg.num_edges, items=len(items), vocab=len(vocab))
+        logger.info(f"redial preprocessing: graphs {t_kg - t0:.1f}s, read {t_read - t_kg:.1f}s, "
+                    f"tokens+links {t_link - t_read:.1f}s, vocab+word2vec {t_w2v - t_link:.1f}s")
+        return DatasetBundle("redial", splits, entity_kg, word_kg, items, titles, vocab, embeddings,
+                             fingerprint="", stats=dict(stats))
+
+    def _read_split(self, split: str) -> list[dict]:
+        """Conversations of one split as {id, turns: [(role, text)], mentions, questions}."""
+        path = self.root / f"{split}_data.jsonl"
+        out = []
+        for lineno, record in read_jsonl(path):
+            where = f"{path}:{lineno}"
+            conv_id = record.get("conversationId", f"{split}-{lineno}")
+            seeker = require(record, "initiatorWorkerId", int, where)
+            recommender = require(record, "respondentWorkerId", int, where)
+            messages = require(record, "messages", list, where)
+            mentions = record.get("movieMentions") or {}
+            if not isinstance(mentions, dict):
+                raise DataError(f"{where}: field 'movieMentions' should be an object", hint="fix that record")
+            questions = record.get("initiatorQuestions") or {}
+            turns: list[tuple[str, str]] = []
+            last_sender = None
+            for k, message in enumerate(messages):
+                if not isinstance(message, dict):
+                    raise DataError(f"{where}: messages[{k}] should be an object", hint="fix that record")
+                sender = require(message, "senderWorkerId", int, f"{where} messages[{k}]")
+                text = require(message, "text", str, f"{where} messages[{k}]")
+                if sender not in (seeker, recommender):
+                    raise DataError(f"{where}: messages[{k}] sender {sender} is neither the seeker "
+                                    f"({seeker}) nor the recommender ({recommender})", hint="fix that record")
+                role = SEEKER if sender == seeker else RECOMMENDER
+                if sender == last_sender:          # consecutive messages of one speaker: one turn
+                    turns[-1] = (role, turns[-1][1] + " " + text)
+                else:
+                    turns.append((role, text))
+                last_sender = sender
+            out.append({"id": str(conv_id), "turns": turns, "mentions": mentions,
+                        "questions": questions if isinstance(questions, dict) else {}})
+        return out

@@ -1,0 +1,35 @@
+"""Vocabulary and word2vec initial embeddings, both built on the train split only."""
+from __future__ import annotations
+
+from collections import Counter
+from typing import Iterable
+
+import numpy as np
+
+from crsbench.datasets.types import Vocabulary
+
+
+def build_vocabulary(token_lists: Iterable[list[str]], min_count: int) -> Vocabulary:
+    """Special tokens first, then words seen >= min_count times, most frequent first (ties A-Z)."""
+    counts = Counter(t for tokens in token_lists for t in tokens)
+    words = sorted((w for w, c in counts.items() if c >= min_count and w not in Vocabulary.SPECIALS),
+                   key=lambda w: (-counts[w], w))
+    return Vocabulary(list(Vocabulary.SPECIALS) + words)
+
+
+def train_word2vec(token_lists: list[list[str]], vocab: Vocabulary, dim: int, epochs: int,
+                   window: int, seed: int) -> np.ndarray:
+    """word2vec (gensim, CBOW as in the original KGSF code) vectors for the vocabulary, float32
+    [len(vocab), dim]. Words gensim did not learn get small seeded random vectors; padding is zero."""
+    from gensim.models import Word2Vec
+
+    model = Word2Vec(sentences=token_lists, vector_size=dim, window=window, min_count=1,
+                     workers=2, epochs=epochs, seed=seed)
+    rng = np.random.default_rng(seed)
+    out = rng.normal(scale=0.1, size=(len(vocab), dim)).astype(np.float32)
+    keys = model.wv.key_to_index
+    for i, word in enumerate(vocab.tokens):
+        if word in keys:
+            out[i] = model.wv[word]
+    out[vocab.index[Vocabulary.PAD]] = 0.0
+    return out

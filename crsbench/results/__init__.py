@@ -1,0 +1,1 @@
+"""Stored results (SQLite) and the comparison table built from them."""
