@@ -69,3 +69,22 @@ def make_tiny_bundle() -> DatasetBundle:
 @pytest.fixture
 def tiny_bundle() -> DatasetBundle:
     return make_tiny_bundle()
+
+
+@pytest.fixture(scope="session")
+def real_cache_dir(tmp_path_factory) -> Path:
+    """One preprocessing cache for the whole test session (the first real-data load builds it)."""
+    return tmp_path_factory.mktemp("crsbench_cache")
+
+
+@pytest.fixture(scope="session")
+def redial(real_data_dir, real_cache_dir):
+    """The real ReDial data, preprocessed once per test session, with its instances."""
+    from crsbench.config.loader import resolve_config
+    from crsbench.datasets.loader import load_dataset
+    from crsbench.registry import get_dataset
+
+    class NoModel:
+        config_file = None
+    config = resolve_config(NoModel, get_dataset("redial"), None, [f"data.cache_dir={real_cache_dir}"])
+    return load_dataset("redial", config["data"], real_data_dir)

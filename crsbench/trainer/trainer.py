@@ -204,7 +204,7 @@ class Trainer:
             self._step += 1
             if self._step % s["log_every"] == 0:
                 for key, value in terms.items():
-                    self.writer.add_scalar(f"{stage.name}/train/{key}", float(value), self._step)
+                    self.writer.add_scalar(f"{stage.name}/train/{key}", float(value.detach()), self._step)
                 bar.set_postfix(loss=f"{total / count:.4f}")
         return total / max(count, 1)
 

@@ -1,0 +1,52 @@
+"""Generation metrics against values computed by hand."""
+import math
+
+import pytest
+
+from crsbench.datasets.text import is_mention
+from crsbench.metrics.generation import (bleu, cut_response, distinct, generation_metrics,
+                                         item_ratio, perplexity)
+
+R1 = ["i", "like", "@1", "a", "lot", "__end__", "junk", "junk"]
+R2 = ["i", "like", "it", "__end__"]
+R3 = ["__end__", "x"]           # empty once cut
+
+
+def test_cut_at_end_token_and_drop_padding():
+    assert cut_response(R1) == ["i", "like", "@1", "a", "lot"]
+    assert cut_response(["a", "__pad__", "b"]) == ["a", "b"]
+    assert cut_response(R3) == []
+
+
+def test_distinct_both_definitions_by_hand():
+    # bigrams: R1 -> (i,like) (like,@1) (@1,a) (a,lot); R2 -> (i,like) (like,it); R3 -> none
+    # distinct = 5, total = 6, responses = 3
+    dist, ratio = distinct([R1, R2, R3], 2)
+    assert dist == pytest.approx(5 / 3)
+    assert ratio == pytest.approx(5 / 6)
+    # trigrams: R1 -> 3, R2 -> 1, all distinct: 4 / 3 responses, 4 / 4
+    assert distinct([R1, R2, R3], 3) == (pytest.approx(4 / 3), pytest.approx(1.0))
+    # "junk junk" after the end token must not count
+    assert ("junk", "junk") not in {tuple(R1[i:i + 2]) for i in range(5)}
+
+
+def test_item_ratio_counts_mentions_per_response():
+    assert item_ratio([R1, R2, R3], is_mention) == pytest.approx(1 / 3)
+    assert item_ratio([["@1", "@2", "@1"]], is_mention) == pytest.approx(3.0)
+    assert item_ratio([], is_mention) == 0.0
+
+
+def test_bleu_perfect_zero_and_partial():
+    assert bleu([R2], [R2], 2) == pytest.approx(1.0)
+    assert bleu([R3], [R2], 1) == 0.0                         # empty hypothesis scores 0
+    # hyp "i like it" vs ref "i like @1 a lot": 2 of 3 unigrams match; brevity penalty
+    # BP = exp(1 - 5/3); BLEU-1 = BP * 2/3
+    assert bleu([R2], [R1], 1) == pytest.approx(math.exp(1 - 5 / 3) * 2 / 3)
+
+
+def test_perplexity_and_full_report():
+    assert perplexity(math.log(4) * 10, 10) == pytest.approx(4.0)
+    assert perplexity(1.0, 0) == float("inf")
+    m = generation_metrics([R1, R2, R3], [R1, R2, R2], is_mention)
+    assert set(m) >= {"dist@2", "dist@3", "dist@4", "dist_ratio@2", "item_ratio", "bleu@1", "bleu@4"}
+    assert m["dist@4"] == pytest.approx(2 / 3)                 # R1 has 2 four-grams, R2 none

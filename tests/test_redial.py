@@ -1,0 +1,88 @@
+"""ReDial preprocessing: both message formats, turn merging, items, bad input, and the real data."""
+import json
+
+import pytest
+
+from crsbench.datasets.redial import RedialSpec
+from crsbench.errors import DataError
+
+
+def _conv(messages, mentions=None, cid="c1"):
+    return {"conversationId": cid, "initiatorWorkerId": 1, "respondentWorkerId": 2,
+            "movieMentions": mentions or {}, "messages": messages,
+            "initiatorQuestions": {}, "respondentQuestions": {}}
+
+
+def _spec(tmp_path, real_data_dir, train_lines):
+    """A data dir with our train split and the real graphs/pickles (symlinked, not copied)."""
+    root = tmp_path / "redial"
+    root.mkdir()
+    for name in RedialSpec.input_files:
+        if name.startswith("conceptnet/"):
+            continue
+        if name != "train_data.jsonl":
+            (root / name).symlink_to(real_data_dir / "redial" / name)
+    (root / "conceptnet").symlink_to(real_data_dir / "redial" / "conceptnet")
+    (root / "train_data.jsonl").write_text("\n".join(train_lines) + "\n")
+    import yaml
+    from crsbench.config.loader import DEFAULTS_FILE
+    settings = yaml.safe_load(DEFAULTS_FILE.read_text())["data"]
+    return RedialSpec(tmp_path, settings)
+
+
+def test_formats_merging_and_items(tmp_path, real_data_dir):
+    original = _conv([
+        {"messageId": 1, "timeOffset": 0, "senderWorkerId": 1, "text": "Hi! I loved @84001"},
+        {"messageId": 2, "timeOffset": 5, "senderWorkerId": 1, "text": "and Tom Hanks films"},
+        {"messageId": 3, "timeOffset": 9, "senderWorkerId": 2, "text": "Try @91332 or @999999999"}],
+        {"84001": "Donnie Darko (2001)", "91332": "Pulp Fiction (1994)"})
+    merged = _conv([{"senderWorkerId": 2, "text": "Hello"}, {"senderWorkerId": 1, "text": "comedy please"},
+                    {"senderWorkerId": 2, "text": "@91332"}], {"91332": "Pulp Fiction (1994)"}, "c2")
+    spec = _spec(tmp_path, real_data_dir, [json.dumps(original), json.dumps(merged)])
+    convs = spec._read_split("train")
+    assert [len(c["turns"]) for c in convs] == [2, 3]
+    assert convs[0]["turns"][0] == ("seeker", "Hi! I loved @84001 and Tom Hanks films")
+    bundle = spec.build()
+    first = bundle.splits["train"][0]
+    assert [t.role for t in first.turns] == ["seeker", "recommender"]
+    assert len(first.turns[0].items) == 1 and len(first.turns[1].items) == 1   # unknown id dropped
+    assert bundle.stats["train_unknown_mentions"] == 1
+    assert "@999999999" in first.turns[1].tokens                                # the token stays
+    names = [bundle.entity_kg.node_names[e] for e in first.turns[0].entities]
+    assert "Tom Hanks" in names
+    assert all(i in bundle.item_index for t in first.turns for i in t.items)
+    assert bundle.item_titles[first.turns[1].items[0]] == "Pulp Fiction (1994)"
+
+
+@pytest.mark.parametrize("line, fragment", [
+    ('{"conversationId": 1, "initiatorWorkerId": 1, "respondentWorkerId": 2, "messages": [', "malformed JSON"),
+    ('{"conversationId": 1, "initiatorWorkerId": 1, "messages": []}', "'respondentWorkerId'"),
+    ('{"conversationId": 1, "initiatorWorkerId": 1, "respondentWorkerId": 2, "messages": [{"text": "x"}]}',
+     "'senderWorkerId'"),
+    ('{"conversationId": 1, "initiatorWorkerId": 1, "respondentWorkerId": 2, "messages": [{"senderWorkerId": 7, "text": "x"}]}',
+     "neither the seeker"),
+])
+def test_bad_records_name_file_line_and_key(tmp_path, real_data_dir, line, fragment):
+    good = json.dumps(_conv([{"senderWorkerId": 1, "text": "hi"}]))
+    spec = _spec(tmp_path, real_data_dir, [good, line])
+    with pytest.raises(DataError) as err:
+        spec._read_split("train")
+    assert "train_data.jsonl:2" in str(err.value) and fragment in str(err.value)
+
+
+def test_real_redial(redial):
+    bundle, inst = redial.bundle, redial.instances
+    assert [len(bundle.splits[s]) for s in ("train", "valid", "test")] == [2557, 901, 1342]
+    assert bundle.num_items == 6924
+    assert bundle.entity_kg.num_relations == 36
+    assert 370_000 < bundle.entity_kg.num_edges < 380_000
+    assert bundle.word_embeddings.shape == (len(bundle.vocab), 300)
+    assert bundle.vocab.tokens[:4] == ["__pad__", "__start__", "__end__", "__unk__"]
+    for split in ("train", "valid", "test"):
+        assert all(r.target in bundle.item_index for r in inst[split].rec)
+    test = inst["test"]
+    assert test.counts() == {"samples": 7087, "rec_all": 4897, "rec_dedup": 4426, "rec_cold_start": 905}
+    # both train formats loaded: 1,830 + 727 conversations, merged ones have alternating roles
+    for conv in bundle.splits["train"]:
+        assert all(a.role != b.role for a, b in zip(conv.turns, conv.turns[1:]))
+    assert sum(len(t.entities) > 0 for c in bundle.splits["test"] for t in c.turns) > 1000

@@ -1,0 +1,118 @@
+"""The generic trainer on KGSF over the tiny fixture: resume equality, early stopping with
+restore-best, NaN handling, frozen parameters, atomic checkpoints."""
+import pytest
+import torch
+
+from crsbench.config.loader import resolve_config
+from crsbench.datasets.instances import build_instances
+from crsbench.errors import TrainingError
+from crsbench.models.kgsf import KGSF
+from crsbench.trainer import Trainer, checkpoint
+from crsbench.trainer.seeding import seed_everything
+
+
+class NoDataset:
+    config_file = None
+
+
+def _config(*overrides):
+    base = ["train.batch_size=2", "stages.pretrain.epochs=2", "stages.rec.epochs=3",
+            "stages.rec.early_stop_metric=null", "model.dim=8", "train.lr=0.01", "eval.batch_size=4"]
+    return resolve_config(KGSF, NoDataset, None, base + list(overrides))
+
+
+def _train(bundle, run_dir, config, resume=False, crash_after=None):
+    seed_everything(config["run"]["seed"])
+    model = KGSF(config["model"], bundle)
+    if crash_after is not None:
+        calls = {"n": 0}
+        original = model.rec_loss
+        def crashing(batch):
+            calls["n"] += 1
+            if calls["n"] > crash_after:
+                raise KeyboardInterrupt("simulated kill")
+            return original(batch)
+        model.rec_loss = crashing
+    summary = Trainer(model, build_instances(bundle), config, run_dir).fit(resume=resume)
+    return model, summary
+
+
+def test_resumed_run_equals_uninterrupted_run(tiny_bundle, tmp_path):
+    config = _config()
+    straight, _ = _train(tiny_bundle, tmp_path / "a", config)
+    # rec has 5 instances -> 3 steps per epoch; crash in the middle of rec epoch 2
+    with pytest.raises(KeyboardInterrupt):
+        _train(tiny_bundle, tmp_path / "b", config, crash_after=4)
+    state = checkpoint.load(tmp_path / "b" / "checkpoints" / "last.pt")
+    assert state["stage_index"] == 1 and state["progress"]["epoch"] == 1
+    resumed, summary = _train(tiny_bundle, tmp_path / "b", config, resume=True)
+    a, b = straight.state_dict(), resumed.state_dict()
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    assert [s["stage"] for s in summary["stages"]] == ["pretrain", "rec"]
+    assert (tmp_path / "b" / "model.pt").exists()
+
+
+def test_resume_at_a_stage_boundary_and_after_the_end(tiny_bundle, tmp_path):
+    config = _config()
+    straight, _ = _train(tiny_bundle, tmp_path / "a", config)
+    with pytest.raises(KeyboardInterrupt):
+        _train(tiny_bundle, tmp_path / "b", config, crash_after=0)     # dies at rec's first step
+    resumed, _ = _train(tiny_bundle, tmp_path / "b", config, resume=True)
+    again, _ = _train(tiny_bundle, tmp_path / "b", config, resume=True)   # nothing left to do
+    for key, value in straight.state_dict().items():
+        assert torch.equal(value, resumed.state_dict()[key]) and torch.equal(value, again.state_dict()[key])
+
+
+def test_early_stopping_and_restore_best(tiny_bundle, tmp_path):
+    config = _config("stages.rec.epochs=30", "stages.rec.early_stop_metric=recall@1+recall@50",
+                     "stages.rec.early_stop_patience=2", "stages.rec.lr=0.3")
+    model, summary = _train(tiny_bundle, tmp_path, config)
+    rec = summary["stages"][1]
+    assert rec["epochs"] < 30 and rec["epochs"] == rec["best_epoch"] + 2
+    best = checkpoint.load(tmp_path / "checkpoints" / "best.pt")
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, best[key]), key
+    values = [h["early_stop_value"] for h in rec["history"]]
+    assert max(values) == rec["best"] == values[rec["best_epoch"] - 1]
+
+
+def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_checkpoint(tiny_bundle, tmp_path):
+    config = _config()
+    seed_everything(0)
+    model = KGSF(config["model"], tiny_bundle)
+    original, calls = model.rec_loss, {"n": 0}
+    def nan_later(batch):
+        calls["n"] += 1
+        out = original(batch)
+        if calls["n"] > 4:
+            out["loss"] = out["loss"] * float("nan")
+        return out
+    model.rec_loss = nan_later
+    with pytest.raises(TrainingError) as err:
+        Trainer(model, build_instances(tiny_bundle), config, tmp_path).fit()
+    assert "stage 'rec', epoch 2" in str(err.value) and "last.pt" in str(err.value)
+    state = checkpoint.load(tmp_path / "checkpoints" / "last.pt")
+    assert state["progress"]["epoch"] == 1
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+    assert not list((tmp_path / "checkpoints").glob(".*tmp"))
+
+
+def test_a_stage_trains_only_its_parameters(tiny_bundle, tmp_path):
+    config = _config("stages.rec.epochs=0")
+    seed_everything(0)
+    model = KGSF(config["model"], tiny_bundle)
+    before = {k: v.clone() for k, v in model.recommender.state_dict().items()}
+    kg_before = model.entity_kg_encoder.rgcn.comp.detach().clone()
+    Trainer(model, build_instances(tiny_bundle), config, tmp_path).fit()
+    for key, value in model.recommender.state_dict().items():
+        assert torch.equal(value, before[key]), key           # frozen in MIM pre-training
+    assert not torch.equal(model.entity_kg_encoder.rgcn.comp, kg_before)   # trained
+    assert all(p.requires_grad for p in model.parameters())  # unfrozen again afterwards
+
+
+def test_tensorboard_scalars_are_written(tiny_bundle, tmp_path):
+    config = _config("train.log_every=1", "stages.rec.early_stop_metric=recall@50")
+    _train(tiny_bundle, tmp_path, config)
+    assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
