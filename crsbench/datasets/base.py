@@ -50,7 +50,13 @@ class DatasetSpec:
         self.settings = settings
 
     def ensure_files(self) -> None:
-        """Make sure every input file is present (download or fail with a clear message)."""
+        """Make sure every input file is present; the default only checks, and names what is missing."""
+        from crsbench.errors import DataError
+        missing = [name for name in self.input_files if not (self.root / name).exists()]
+        if missing:
+            raise DataError(f"missing data files in {self.root.resolve()}: {', '.join(missing)}",
+                            hint="put them there, or point --data-dir / $CRSBENCH_DATA at the directory "
+                                 f"that holds a '{self.subdir}/' folder with them")
 
     def build(self) -> DatasetBundle:
         """Full preprocessing from the raw files."""

@@ -17,11 +17,10 @@ from crsbench.datasets.kg import build_entity_kg
 from crsbench.datasets.safe_pickle import load_pickle
 from crsbench.datasets.text import tokenize
 from crsbench.datasets.types import (RECOMMENDER, SEEKER, SPLITS, Conversation, DatasetBundle, Turn)
-from crsbench.datasets.vocab import build_vocabulary, train_word2vec
+from crsbench.datasets.vocab import vocabulary_and_embeddings
 from crsbench.errors import DataError
 from crsbench.registry import register_dataset
 
-WORD2VEC_SEED = 0            # the dataset must not depend on a run's seed
 COMMON_WORDS = 2000          # the entity linker's "common words": this many most frequent in train
 _MENTION = re.compile(r"@\s*(\d+)")
 
@@ -118,10 +117,7 @@ class RedialSpec(DatasetSpec):
         t_link = time.perf_counter()
 
         # --- vocabulary and word2vec on train -----------------------------------------------
-        train_tokens = [turn.tokens for conv in splits["train"] for turn in conv.turns]
-        vocab = build_vocabulary(train_tokens, s["vocab_min_count"])
-        embeddings = train_word2vec(train_tokens, vocab, s["word2vec_dim"], s["word2vec_epochs"],
-                                    s["word2vec_window"], WORD2VEC_SEED)
+        vocab, embeddings = vocabulary_and_embeddings(splits["train"], s)
         t_w2v = time.perf_counter()
         titles = {}
         for conv in raw["train"] + raw["valid"] + raw["test"]:

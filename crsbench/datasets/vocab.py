@@ -33,3 +33,15 @@ def train_word2vec(token_lists: list[list[str]], vocab: Vocabulary, dim: int, ep
             out[i] = model.wv[word]
     out[vocab.index[Vocabulary.PAD]] = 0.0
     return out
+
+
+WORD2VEC_SEED = 0            # the dataset must not depend on a run's seed
+
+
+def vocabulary_and_embeddings(train_convs: list, settings: dict) -> tuple[Vocabulary, np.ndarray]:
+    """Vocabulary and word2vec vectors from the train split's turns (`data:` settings)."""
+    train_tokens = [turn.tokens for conv in train_convs for turn in conv.turns]
+    vocab = build_vocabulary(train_tokens, settings["vocab_min_count"])
+    embeddings = train_word2vec(train_tokens, vocab, settings["word2vec_dim"], settings["word2vec_epochs"],
+                                settings["word2vec_window"], WORD2VEC_SEED)
+    return vocab, embeddings
