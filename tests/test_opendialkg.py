@@ -27,6 +27,7 @@ def _write(tmp_path, real_data_dir, train_lines):
     for split in ("valid", "test"):
         (root / f"{split}_data.jsonl").write_text((json.dumps(first) + "\n") if first else "")
     settings = yaml.safe_load(DEFAULTS_FILE.read_text())["data"]
+    settings["kg_min_relation_edges"] = 0          # the tiny KG has a handful of edges
     return OpenDialKGSpec(tmp_path, settings)
 
 
