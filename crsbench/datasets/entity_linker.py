@@ -26,6 +26,38 @@ DBPEDIA_PREFIX = "<http://dbpedia.org/resource/"
 _DISAMBIGUATION = re.compile(r"\s*\([^)]*\)\s*$")
 _SENTENCE_END = frozenset(".!?")
 
+# How people name film genres in chat, mapped to the DBpedia genre nodes of the KGSF subgraph
+# (the node with the most edges where DBpedia has several). Usable in lower case.
+GENRE_LEXICON: dict[str, str] = {
+    "comedy": "Comedy", "comedies": "Comedy", "comedys": "Comedy",
+    "drama": "Drama", "dramas": "Drama",
+    "thriller": "Thriller_(genre)", "thrillers": "Thriller_(genre)",
+    "horror": "Horror_film", "horrors": "Horror_film",
+    "documentary": "Documentary_film", "documentaries": "Documentary_film",
+    "action": "Action_film",
+    "sci-fi": "Science_fiction", "sci fi": "Science_fiction", "scifi": "Science_fiction",
+    "science fiction": "Science_fiction",
+    "fantasy": "Fantasy",
+    "animated": "Animation", "animation": "Animation", "cartoon": "Animation", "cartoons": "Animation",
+    "romantic comedy": "Romantic_comedy", "romantic comedies": "Romantic_comedy",
+    "rom com": "Romantic_comedy", "rom coms": "Romantic_comedy", "rom-com": "Romantic_comedy",
+    "rom-coms": "Romantic_comedy", "romcom": "Romantic_comedy", "romcoms": "Romantic_comedy",
+    "family movie": "Family_film", "family movies": "Family_film", "family film": "Family_film",
+    "family films": "Family_film",
+    "psychological thriller": "Psychological_thriller", "psychological thrillers": "Psychological_thriller",
+    "dark comedy": "Dark_comedy", "dark comedies": "Dark_comedy",
+    "black comedy": "Black_comedy", "black comedies": "Black_comedy",
+    "musical": "Musical_film", "musicals": "Musical_film",
+    "martial arts": "Martial_arts_film", "kung fu": "Martial_arts_film",
+    "superhero": "Superhero_film", "superheroes": "Superhero_film",
+    "mystery": "Mystery_film", "mysteries": "Mystery_film",
+    "crime": "Crime_film", "teen movie": "Teen_film", "teen movies": "Teen_film",
+}
+
+
+def _strip_possessive(token: str) -> str:
+    return token[:-2] if len(token) > 3 and token[-2:] in ("'s", "’s") else token
+
 
 def uri_to_name(uri: str) -> tuple[str, bool]:
     """("The Thin Red Line", True) for <http://dbpedia.org/resource/The_Thin_Red_Line_(1998_film)>."""
@@ -71,31 +103,34 @@ class EntityLinker:
             if not isinstance(uri, str) or not uri.startswith(DBPEDIA_PREFIX):
                 continue            # movie ids used as keys, and a few non-DBpedia URLs
             name, disambiguated = uri_to_name(uri)
-            key = tuple(tokenize(name))
-            rank = (not disambiguated, priority.get(entity, 0.0), -entity)
-            offer(key, entity, rank)
-            # genre alias: "Horror film" is also "horror", usable in lower case
-            if len(key) == 2 and key[1] == "film" and not disambiguated and key[0] not in stopwords:
-                alias = key[:1]
-                offer(alias, entity, (False,) + rank[1:])
-                lowercase_ok.add(alias)
+            key = tuple(_strip_possessive(t) for t in tokenize(name))
+            offer(key, entity, (not disambiguated, priority.get(entity, 0.0), -entity))
         names = {key: entity for key, (_, entity) in best.items()}
+        for phrase, resource in GENRE_LEXICON.items():
+            entity = uri_to_id.get(f"{DBPEDIA_PREFIX}{resource}>")
+            if entity is not None:
+                key = tuple(tokenize(phrase))
+                names[key] = entity
+                lowercase_ok.add(key)
         return cls(names, frozenset(lowercase_ok), stopwords, common_words, max_ngram, fuzzy,
                    fuzzy_cutoff)
 
     def _accept(self, key: tuple[str, ...], cased: list[str] | None, i: int) -> bool:
         """The precision rules of the module docstring for a name of len(key) tokens at i."""
-        if len(key) == 1:
-            token = key[0]
+        if key in self.lowercase_ok:
+            return True
+        words = [k for k, t in enumerate(key) if any(ch.isalnum() for ch in t)]
+        if len(words) <= 1:                   # "Ha!" is a one-word name
+            if not words:
+                return False
+            token, at = key[words[0]], i + words[0]
             if token in self.stopwords or len(token) < 3 or not token.isalpha():
                 return False
-            if key in self.lowercase_ok:
-                return True
-            sentence_start = i == 0 or (cased is not None and cased[i - 1] in _SENTENCE_END)
-            return cased is not None and cased[i][:1].isupper() and not sentence_start
+            sentence_start = at == 0 or (cased is not None and cased[at - 1] in _SENTENCE_END)
+            return cased is not None and _capitalised(cased[at]) and not sentence_start
         if all(t in self.stopwords for t in key):
             return False
-        typed_capitalised = cased is not None and any(c[:1].isupper() for c in cased[i:i + len(key)])
+        typed_capitalised = cased is not None and any(_capitalised(c) for c in cased[i:i + len(key)])
         return typed_capitalised or any(t not in self.common_words for t in key)
 
     def link(self, tokens: list[str], text: str | None = None) -> list[int]:
@@ -103,6 +138,7 @@ class EntityLinker:
         cased = tokenize_cased(text) if text is not None else None
         if cased is not None and len(cased) != len(tokens):
             cased = None
+        tokens = [_strip_possessive(t) for t in tokens]
         found: list[int] = []
         seen: set[int] = set()
         names = self.names
@@ -129,27 +165,33 @@ class EntityLinker:
 
     def _fuzzy_at(self, tokens: list[str], cased: list[str], i: int, found: list[int],
                   seen: set[int]) -> int:
-        """Try a misspelt name starting at i: the longest run (2..max_ngram) of capitalised tokens."""
-        end = i
-        while end < len(tokens) and end - i < self.max_ngram and cased[end][:1].isupper() \
-                and cased[end] != "I" and not is_mention(tokens[end]):
-            end += 1
-        if end - i < 2:
+        """Try a misspelt name of 2-3 words at i whose first word is capitalised ("Quinton tarantino")."""
+        first = cased[i]
+        if not _capitalised(first) or first == "I" or not tokens[i].isalpha() or tokens[i] in self.stopwords:
             return 0
-        span = " ".join(tokens[i:end])
-        best_score, best_entity = 0, None
-        for name, entity in self._fuzzy_blocks.get(span[0], ()):
-            if abs(len(name) - len(span)) > max(2, len(span) // 5):
+        best_score, best_entity, best_size = 0, None, 0
+        for size in (3, 2):
+            words = tokens[i:i + size]
+            if len(words) < size or not all(w.isalpha() for w in words) or words[-1] in self.stopwords:
                 continue
-            score = fuzz.ratio(span, name)
-            if score > best_score:
-                best_score, best_entity = score, entity
+            span = " ".join(words)
+            for name, entity in self._fuzzy_blocks.get(span[0], ()):
+                if abs(len(name) - len(span)) > max(2, len(span) // 5):
+                    continue
+                score = fuzz.ratio(span, name)
+                if score > best_score:
+                    best_score, best_entity, best_size = score, entity, size
         if best_entity is None or best_score < self.fuzzy_cutoff:
             return 0
         if best_entity not in seen:
             seen.add(best_entity)
             found.append(best_entity)
-        return end - i
+        return best_size
+
+
+def _capitalised(token: str) -> bool:
+    """Title case or a short acronym ("Pixar", "PBS"); a long all-caps word is shouting ("LOVED")."""
+    return token[:1].isupper() and not (len(token) > 4 and token.isupper())
 
 
 _CASED = re.compile(r"@\d+|\w+(?:[-'’]\w+)*|[^\w\s]")

@@ -21,7 +21,7 @@ from crsbench.datasets.vocab import vocabulary_and_embeddings
 from crsbench.errors import DataError
 from crsbench.registry import register_dataset
 
-COMMON_WORDS = 2000          # the entity linker's "common words": this many most frequent in train
+COMMON_WORDS = 1000          # the entity linker's "common words": this many most frequent in train
 _MENTION = re.compile(r"@\s*(\d+)")
 
 
@@ -80,11 +80,7 @@ class RedialSpec(DatasetSpec):
         # --- conversations ------------------------------------------------------------------
         raw = {split: self._read_split(split) for split in SPLITS}
         t_read = time.perf_counter()
-        train_counts = Counter(t for conv in raw["train"] for _, text in conv["turns"] for t in tokenize(text))
-        common = frozenset(w for w, _ in train_counts.most_common(COMMON_WORDS))
-        degree = Counter(entity_kg.edge_index[1].tolist())
-        linker = EntityLinker.from_dbpedia_uris(entity2id, stopwords, common, degree, s["linker_max_ngram"],
-                                                s["linker_fuzzy"], s["linker_fuzzy_cutoff"])
+        linker = self.entity_linker(entity2id, stopwords, raw["train"], entity_kg)
         words = WordLinker(word_index, stopwords)
         stats: Counter = Counter()
         splits = {}
@@ -133,6 +129,16 @@ class RedialSpec(DatasetSpec):
                     f"tokens+links {t_link - t_read:.1f}s, vocab+word2vec {t_w2v - t_link:.1f}s")
         return DatasetBundle("redial", splits, entity_kg, word_kg, items, titles, vocab, embeddings,
                              fingerprint="", stats=dict(stats))
+
+    def entity_linker(self, entity2id: dict, stopwords: frozenset[str], train: list[dict],
+                      entity_kg) -> EntityLinker:
+        """The DBpedia linker: common words from train, ties between equal names broken by KG degree."""
+        s = self.settings
+        counts = Counter(t for conv in train for _, text in conv["turns"] for t in tokenize(text))
+        common = frozenset(w for w, _ in counts.most_common(COMMON_WORDS))
+        degree = Counter(entity_kg.edge_index[1].tolist())
+        return EntityLinker.from_dbpedia_uris(entity2id, stopwords, common, degree, s["linker_max_ngram"],
+                                              s["linker_fuzzy"], s["linker_fuzzy_cutoff"])
 
     def _read_split(self, split: str) -> list[dict]:
         """Conversations of one split as {id, turns: [(role, text)], mentions, questions}."""
