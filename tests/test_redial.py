@@ -42,7 +42,14 @@ def test_formats_merging_and_items(tmp_path, real_data_dir):
     convs = spec._read_split("train")
     assert [len(c["turns"]) for c in convs] == [2, 3]
     assert convs[0]["turns"][0] == ("seeker", "Hi! I loved @84001 and Tom Hanks films")
-    bundle = spec.build()
+    from loguru import logger
+    messages = []
+    sink = logger.add(messages.append, level="WARNING")
+    try:
+        bundle = spec.build()
+    finally:
+        logger.remove(sink)
+    assert any("train_data.jsonl:1" in m and "@999999999" in m for m in messages)
     first = bundle.splits["train"][0]
     assert [t.role for t in first.turns] == ["seeker", "recommender"]
     assert len(first.turns[0].items) == 1 and len(first.turns[1].items) == 1   # unknown id dropped

@@ -17,7 +17,8 @@ class NoDataset:
 
 def _config(*overrides):
     base = ["train.batch_size=2", "stages.pretrain.epochs=2", "stages.rec.epochs=3",
-            "stages.rec.early_stop_metric=null", "model.dim=8", "train.lr=0.01", "eval.batch_size=4"]
+            "stages.rec.early_stop_metric=null", "model.dim=8", "train.lr=0.01", "train.lr_gamma=0.7",
+            "eval.batch_size=4"]
     return resolve_config(KGSF, NoDataset, None, base + list(overrides))
 
 
@@ -45,6 +46,7 @@ def test_resumed_run_equals_uninterrupted_run(tiny_bundle, tmp_path):
         _train(tiny_bundle, tmp_path / "b", config, crash_after=4)
     state = checkpoint.load(tmp_path / "b" / "checkpoints" / "last.pt")
     assert state["stage_index"] == 1 and state["progress"]["epoch"] == 1
+    assert state["scheduler"]["last_epoch"] == 1                # lr decayed once, restored on resume
     resumed, summary = _train(tiny_bundle, tmp_path / "b", config, resume=True)
     a, b = straight.state_dict(), resumed.state_dict()
     assert a.keys() == b.keys()

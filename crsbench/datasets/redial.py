@@ -96,6 +96,8 @@ class RedialSpec(DatasetSpec):
                         item = movies.get(mention)
                         if item is None:
                             stats[f"{split}_unknown_mentions"] += 1
+                            logger.warning(f"{conv['where']}: movie mention @{mention} is not in movieMentions or "
+                                           "has no candidate entity; kept as a word, not an item (as KGSF)")
                         elif item not in mentioned:
                             mentioned.append(item)
                     entities = [e for e in linker.link(tokens, text) if e not in mentioned]
@@ -170,6 +172,6 @@ class RedialSpec(DatasetSpec):
                 else:
                     turns.append((role, text))
                 last_sender = sender
-            out.append({"id": str(conv_id), "turns": turns, "mentions": mentions,
+            out.append({"id": str(conv_id), "where": where, "turns": turns, "mentions": mentions,
                         "questions": questions if isinstance(questions, dict) else {}})
         return out

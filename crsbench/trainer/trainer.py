@@ -1,6 +1,6 @@
 """The generic trainer: every model's stages run through this one loop.
 
-Per stage: optimiser over the stage's parameters only (the rest frozen), a deterministic order of
+Per stage: optimiser (and per-epoch learning-rate decay) over the stage's parameters only (the rest frozen), a deterministic order of
 the training instances per (seed, stage, epoch), gradient clipping, mixed precision on CUDA,
 validation and early stopping with restore-best, an atomic checkpoint after every epoch (weights,
 optimiser, scaler, RNG states, progress), and TensorBoard curves. `fit(resume=True)` continues from
@@ -110,6 +110,7 @@ class Trainer:
         for p in self.model.parameters():
             p.requires_grad_(id(p) in trainable)
         optimizer = _optimizer(s["optimizer"], params, s["lr"], s["weight_decay"]) if params else None
+        scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, s["lr_gamma"]) if optimizer else None
         use_amp = bool(s["amp"]) and self.device.type == "cuda"
         scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
         metric_name = s["early_stop_metric"] if stage.validate else None
@@ -118,6 +119,7 @@ class Trainer:
             self.model.load_state_dict(state["model"])
             if optimizer is not None and state.get("optimizer"):
                 optimizer.load_state_dict(state["optimizer"])
+                scheduler.load_state_dict(state["scheduler"])
             scaler.load_state_dict(state["scaler"])
             checkpoint.set_rng_state(state["rng"])
             progress = state["progress"]
@@ -128,6 +130,7 @@ class Trainer:
         while progress["epoch"] < s["epochs"] and optimizer is not None:
             epoch = progress["epoch"]
             loss = self._train_epoch(index, stage, epoch, instances, optimizer, scaler, s, use_amp)
+            scheduler.step()
             entry = {"epoch": epoch + 1, "train_loss": loss}
             stop = False
             if stage.validate:
@@ -156,7 +159,7 @@ class Trainer:
                 logger.info(f"stage '{stage.name}': early stop after {s['early_stop_patience']} epochs "
                             "without improvement")
                 progress["epoch"] = s["epochs"]
-            self._save_progress(index, False, optimizer, scaler, progress, summaries)
+            self._save_progress(index, False, optimizer, scheduler, scaler, progress, summaries)
         if metric_name and s["restore_best"] and (self.ckpt_dir / BEST).exists() and progress["best_epoch"]:
             self.model.load_state_dict(checkpoint.load(self.ckpt_dir / BEST))
             logger.info(f"stage '{stage.name}': restored the best epoch ({progress['best_epoch']})")
@@ -165,7 +168,7 @@ class Trainer:
         summary = {"stage": stage.name, "epochs": len(progress["history"]), "best_epoch": progress["best_epoch"],
                    "best": progress["best"], "seconds": time.perf_counter() - started,
                    "history": progress["history"]}
-        self._save_progress(index + 1, True, None, scaler, progress, summaries + [summary])
+        self._save_progress(index + 1, True, None, None, scaler, progress, summaries + [summary])
         return summary
 
     def _train_epoch(self, index: int, stage: Stage, epoch: int, instances: list,
@@ -219,11 +222,12 @@ class Trainer:
         return metrics
 
     # --- checkpoints ------------------------------------------------------------------------
-    def _save_progress(self, stage_index: int, stage_done: bool, optimizer, scaler, progress: dict,
-                       summaries: list[dict]) -> None:
+    def _save_progress(self, stage_index: int, stage_done: bool, optimizer, scheduler, scaler,
+                       progress: dict, summaries: list[dict]) -> None:
         checkpoint.save({"stage_index": stage_index, "stage_done": stage_done,
                          "model": self.model.state_dict(),
                          "optimizer": optimizer.state_dict() if optimizer is not None else {},
+                         "scheduler": scheduler.state_dict() if scheduler is not None else {},
                          "scaler": scaler.state_dict(), "rng": checkpoint.rng_state(),
                          "progress": progress, "summaries": summaries, "step": self._step},
                         self.ckpt_dir / LAST)
