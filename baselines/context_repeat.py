@@ -7,10 +7,9 @@ from typing import Sequence
 
 import torch
 
-from baselines.popularity import recommendation_counts
+from baselines.popularity import Popularity
 from crsbench import register_model
-from crsbench.datasets.instances import RecInstance, SplitInstances
-from crsbench.models.base import CRSModel
+from crsbench.datasets.instances import RecInstance
 
 
 def items_most_recent_first(instance: RecInstance) -> list[int]:
@@ -26,15 +25,8 @@ def items_most_recent_first(instance: RecInstance) -> list[int]:
 
 
 @register_model("context_repeat")
-class ContextRepeat(CRSModel):
+class ContextRepeat(Popularity):
     """Scores: context items above everything else by recency, the rest by training popularity."""
-
-    def __init__(self, config: dict, data) -> None:
-        super().__init__(config, data)
-        self.register_buffer("counts", torch.zeros(data.num_items))
-
-    def fit(self, train: SplitInstances) -> None:
-        self.counts.copy_(recommendation_counts(train, self.data.num_items))
 
     def collate(self, instances: Sequence[RecInstance], task: str) -> dict:
         index = self.data.item_index

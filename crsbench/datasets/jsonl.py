@@ -8,14 +8,17 @@ from typing import Any, Iterator
 from crsbench.errors import DataError
 
 
+def _missing(path: Path) -> DataError:
+    return DataError(f"{path}: file not found", hint="check the data directory (--data-dir or $CRSBENCH_DATA)")
+
+
 def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict]]:
     """Yield (line number, object) for each non-empty line; a bad line raises DataError."""
     path = Path(path)
     try:
         handle = path.open(encoding="utf-8")
     except FileNotFoundError:
-        raise DataError(f"{path}: file not found",
-                        hint="check the data directory (--data-dir or $CRSBENCH_DATA)") from None
+        raise _missing(path) from None
     with handle:
         for lineno, line in enumerate(handle, start=1):
             if not line.strip():
@@ -49,8 +52,7 @@ def read_json(path: str | Path) -> Any:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise DataError(f"{path}: file not found",
-                        hint="check the data directory (--data-dir or $CRSBENCH_DATA)") from None
+        raise _missing(path) from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
