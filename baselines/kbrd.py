@@ -7,8 +7,9 @@ vector) belongs to the conversation stage and is not part of this file.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -38,6 +39,16 @@ class KBRD(CRSModel):
         self.item_bias = torch.nn.Parameter(torch.zeros(data.num_items))
         self.register_buffer("item_entities", torch.tensor(data.items, dtype=torch.long),
                              persistent=False)
+        self._entity_cache: torch.Tensor | None = None
+
+    @contextmanager
+    def inference(self) -> Iterator[None]:
+        """Encode the KG once for a whole evaluation."""
+        self._entity_cache = self.entity_encoder()
+        try:
+            yield
+        finally:
+            self._entity_cache = None
 
     def stages(self) -> list[Stage]:
         return [Stage("rec", REC, self.rec_loss, self.parameters, validate=REC)]
@@ -49,7 +60,7 @@ class KBRD(CRSModel):
                 "target": torch.tensor([inst.target_index for inst in instances], dtype=torch.long)}
 
     def recommend(self, batch: dict) -> torch.Tensor:
-        entity_reps = self.entity_encoder()
+        entity_reps = self._entity_cache if self._entity_cache is not None else self.entity_encoder()
         user = self.user_attention(entity_reps[batch["entities"]], batch["entities_mask"])
         return user @ entity_reps[self.item_entities].t() + self.item_bias
 

@@ -39,13 +39,14 @@ def evaluate_recommendation(model: CRSModel, split: SplitInstances, views: Seque
     firsts = [split.rec[idx[0]] for idx in by_sample.values()]
     ranks = torch.zeros(len(split.rec), dtype=torch.long)
     top: dict[int, list[int]] = {}
-    for chunk in _batches(firsts, batch_size, f"rank {split.split}"):
-        scores = model.recommend(move_to(model.collate(chunk, REC), model.device)).float().cpu()
-        for row, inst in enumerate(chunk):
-            rows = by_sample[inst.sample.sample_id]
-            targets = torch.tensor([split.rec[i].target_index for i in rows])
-            ranks[rows] = target_ranks(scores[row].expand(len(rows), -1), targets)
-            top[inst.sample.sample_id] = torch.topk(scores[row], min(TOP_K_RECORDED, scores.shape[1])).indices.tolist()
+    with model.inference():
+        for chunk in _batches(firsts, batch_size, f"rank {split.split}"):
+            scores = model.recommend(move_to(model.collate(chunk, REC), model.device)).float().cpu()
+            for row, inst in enumerate(chunk):
+                rows = by_sample[inst.sample.sample_id]
+                targets = torch.tensor([split.rec[i].target_index for i in rows])
+                ranks[rows] = target_ranks(scores[row].expand(len(rows), -1), targets)
+                top[inst.sample.sample_id] = torch.topk(scores[row], min(TOP_K_RECORDED, scores.shape[1])).indices.tolist()
     model.train(was_training)
     metrics: dict[str, float] = {}
     membership: dict[int, list[str]] = {}
@@ -72,12 +73,13 @@ def evaluate_generation(model: CRSModel, split: SplitInstances, batch_size: int,
     model.eval()
     generated: list[list[str]] = []
     nll_total, tokens_total = 0.0, 0
-    for chunk in _batches(split.samples, batch_size, f"generate {split.split}"):
-        batch = move_to(model.collate(chunk, CONV), model.device)
-        generated += [cut_response(r) for r in model.generate(batch, max_length, beam_size)]
-        nll, count = model.response_nll(batch)
-        nll_total += float(nll.sum())
-        tokens_total += int(count.sum())
+    with model.inference():
+        for chunk in _batches(split.samples, batch_size, f"generate {split.split}"):
+            batch = move_to(model.collate(chunk, CONV), model.device)
+            generated += [cut_response(r) for r in model.generate(batch, max_length, beam_size)]
+            nll, count = model.response_nll(batch)
+            nll_total += float(nll.sum())
+            tokens_total += int(count.sum())
     model.train(was_training)
     references = [s.response.tokens for s in split.samples]
     metrics = generation_metrics(generated, references, is_mention)

@@ -63,3 +63,22 @@ def test_pretraining_trains_only_the_kg_encoders(tiny_bundle):
     recommender = {id(p) for p in model.recommender.parameters()}
     assert trained and not trained & recommender
     assert {id(p) for p in model.entity_kg_encoder.parameters()} <= trained
+
+
+def test_inference_scope_encodes_the_graphs_once_with_the_same_scores(tiny_bundle):
+    model = _model(tiny_bundle).eval()
+    batch = model.collate(build_instances(tiny_bundle)["test"].rec, "rec")
+    calls = {"n": 0}
+    forward = model.entity_kg_encoder.forward
+    def counting():
+        calls["n"] += 1
+        return forward()
+    model.entity_kg_encoder.forward = counting
+    with torch.no_grad():
+        plain = model.recommend(batch)
+        calls["n"] = 0
+        with model.inference():
+            cached = [model.recommend(batch) for _ in range(3)]
+    assert calls["n"] == 1
+    assert all(torch.equal(plain, c) for c in cached)
+    assert model._knowledge_cache is None

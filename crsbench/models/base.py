@@ -6,9 +6,10 @@ checkpoints, early stopping. No model has a training loop of its own.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Iterable, Sequence
+from typing import Any, Callable, ClassVar, Iterable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -65,6 +66,12 @@ class CRSModel(nn.Module):
         raise NotImplementedError(f"{type(self).__name__} does not batch task '{task}'")
 
     # --- inference ------------------------------------------------------------------------
+    @contextmanager
+    def inference(self) -> Iterator[None]:
+        """Evaluation scope (weights fixed): a model may compute input-independent parts, such as
+        its knowledge-graph encodings, once on entry instead of once per batch."""
+        yield
+
     def recommend(self, batch: Any) -> torch.Tensor:
         """Scores [batch, num_items] over `data.items` for each instance of a REC batch."""
         raise NotImplementedError(f"{type(self).__name__} does not recommend")

@@ -6,9 +6,10 @@ MIM loss as a regulariser (Eq. 9). The generic trainer runs the stages.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from itertools import chain
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -40,6 +41,16 @@ class KGSF(CRSModel):
         self.recommender = KGRecommender(dim, data.num_items, config["item_bias"])        # Eq. 6-8
         self.register_buffer("item_entities", torch.tensor(data.items, dtype=torch.long),
                              persistent=False)
+        self._knowledge_cache: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    @contextmanager
+    def inference(self) -> Iterator[None]:
+        """Encode both KGs once for a whole evaluation (they do not depend on the context)."""
+        self._knowledge_cache = self._knowledge()
+        try:
+            yield
+        finally:
+            self._knowledge_cache = None
 
     # --- Algorithm 1 ----------------------------------------------------------------------
     def stages(self) -> list[Stage]:
@@ -76,6 +87,9 @@ class KGSF(CRSModel):
 
     # --- losses and inference -------------------------------------------------------------
     def _knowledge(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Word and entity representations (Eq. 1, 2), or the ones encoded for this evaluation."""
+        if self._knowledge_cache is not None:
+            return self._knowledge_cache
         return self.word_kg_encoder(), self.entity_kg_encoder()
 
     def _mim(self, words_reps: torch.Tensor, entity_reps: torch.Tensor, batch: dict) -> torch.Tensor:
