@@ -1,53 +1,107 @@
-"""Scores any model on the shared instances with the shared metrics (one protocol for all models)."""
+"""Scores any model on the shared instances with the shared metrics: one protocol for every model.
+
+Recommendation: every distinct context (sample) is scored ONCE over all candidate items; each of
+its (sample, target) instances is then ranked against those scores (crsbench/metrics/recommendation.py)
+and the metrics are reported per protocol view ("all/recall@10", "dedup/mrr@50", "<view>/count").
+Generation: one response per sample, cut at the end token, scored with crsbench/metrics/generation.py;
+perplexity comes from the model's NLL of the gold responses. Keys are "gen/<metric>".
+"""
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Iterator, Sequence
 
 import torch
+from loguru import logger
 from tqdm import tqdm
 
 from crsbench.atomic import atomic_write
-from crsbench.datasets.instances import RecInstance, SplitInstances
+from crsbench.datasets.instances import RecInstance, Sample, SplitInstances
 from crsbench.datasets.text import is_mention
+from crsbench.errors import ConfigError, TrainingError
 from crsbench.metrics.generation import cut_response, generation_metrics, perplexity
-from crsbench.metrics.recommendation import ranking_metrics, target_ranks
+from crsbench.metrics.recommendation import check_ks, ranking_metrics, target_ranks
 from crsbench.models.base import CONV, REC, CRSModel, move_to
 
-TOP_K_RECORDED = 10
+TOP_K_RECORDED = 10      # top items kept per prediction record
 
 
-def _batches(items: list, size: int, desc: str):
-    for start in tqdm(range(0, len(items), size), desc=desc, leave=False, mininterval=2.0):
+def _batches(items: list, size: int, desc: str) -> Iterator[list]:
+    """Consecutive chunks of `items`, with a progress bar on a terminal."""
+    for start in tqdm(range(0, len(items), size), desc=desc, leave=False, mininterval=2.0,
+                      disable=not sys.stderr.isatty()):
         yield items[start:start + size]
+
+
+def _check_batch_size(batch_size: int) -> None:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError(f"eval.batch_size: {batch_size!r} is not a positive integer",
+                          hint="set eval.batch_size to e.g. 128 (--set eval.batch_size=128)")
+
+
+def _check_views(split: SplitInstances, views: Sequence[str]) -> None:
+    unknown = [v for v in views if v not in split.views]
+    if unknown:
+        raise ConfigError(f"eval.views: unknown view(s) {', '.join(map(repr, unknown))}",
+                          hint=f"choose among {', '.join(split.views)}")
+
+
+def _score(model: CRSModel, instances: Sequence[RecInstance]) -> torch.Tensor:
+    """Scores [len(instances), num_items] on the model's device, after checking their shape."""
+    scores = model.recommend(move_to(model.collate(instances, REC), model.device))
+    expected = (len(instances), model.data.num_items)
+    if not isinstance(scores, torch.Tensor) or tuple(scores.shape) != expected:
+        shape = tuple(scores.shape) if isinstance(scores, torch.Tensor) else type(scores).__name__
+        raise TrainingError(f"{type(model).__name__}.recommend returned {shape}, expected {expected}",
+                            hint="return one row per instance and one column per item of data.items")
+    if scores.dtype in (torch.float16, torch.bfloat16):
+        scores = scores.float()       # half precision would create ties that are not the model's
+    return scores.detach()
+
+
+def _inference(model: CRSModel) -> Any:
+    """Remember the training flag, switch to eval mode; the caller restores it."""
+    was_training = model.training
+    model.eval()
+    return was_training
 
 
 @torch.no_grad()
 def evaluate_recommendation(model: CRSModel, split: SplitInstances, views: Sequence[str],
                             ks: Sequence[int], batch_size: int) -> tuple[dict[str, float], list[dict]]:
-    """Rank every target of `split` among all candidate items; metrics per view ("all/recall@10").
+    """Rank every target of `split` among all candidate items; metrics per view plus records.
 
-    Each distinct context is scored once (the model sees one instance per sample; targets are not
-    inputs at inference), then every target of that sample is ranked against those scores.
+    Metrics: "<view>/count", "<view>/recall@k", "<view>/mrr@k", "<view>/ndcg@k". Records (one per
+    instance, in `split.rec` order): sample_id, conv_id, turn_index, target, rank, top_items (the
+    model's top-10 item entity ids), views (the requested views the instance belongs to).
     """
-    was_training = model.training
-    model.eval()
-    by_sample: dict[int, list[int]] = {}
+    ks = check_ks(ks)
+    _check_batch_size(batch_size)
+    _check_views(split, views)
+    by_sample: dict[int, list[int]] = {}          # sample id -> indices into split.rec
     for i, inst in enumerate(split.rec):
         by_sample.setdefault(inst.sample.sample_id, []).append(i)
-    firsts = [split.rec[idx[0]] for idx in by_sample.values()]
+    firsts = [split.rec[rows[0]] for rows in by_sample.values()]    # one instance per distinct sample
     ranks = torch.zeros(len(split.rec), dtype=torch.long)
     top: dict[int, list[int]] = {}
-    with model.inference():
-        for chunk in _batches(firsts, batch_size, f"rank {split.split}"):
-            scores = model.recommend(move_to(model.collate(chunk, REC), model.device)).float().cpu()
-            for row, inst in enumerate(chunk):
-                rows = by_sample[inst.sample.sample_id]
-                targets = torch.tensor([split.rec[i].target_index for i in rows])
-                ranks[rows] = target_ranks(scores[row].expand(len(rows), -1), targets)
-                top[inst.sample.sample_id] = torch.topk(scores[row], min(TOP_K_RECORDED, scores.shape[1])).indices.tolist()
-    model.train(was_training)
+    was_training = _inference(model)
+    try:
+        with model.inference():
+            for chunk in _batches(firsts, batch_size, f"rank {split.split}"):
+                scores = _score(model, chunk)
+                rows = [by_sample[inst.sample.sample_id] for inst in chunk]
+                # one score row per instance: row r of `scores` repeated for each target of sample r
+                row_of = torch.tensor([r for r, idx in enumerate(rows) for _ in idx], device=scores.device)
+                flat = [i for idx in rows for i in idx]
+                targets = torch.tensor([split.rec[i].target_index for i in flat])
+                ranks[flat] = target_ranks(scores.index_select(0, row_of), targets).cpu()
+                best = torch.topk(scores, min(TOP_K_RECORDED, scores.shape[1]), dim=1).indices.cpu()
+                for inst, row in zip(chunk, best.tolist()):
+                    top[inst.sample.sample_id] = row
+    finally:
+        model.train(was_training)
     metrics: dict[str, float] = {}
     membership: dict[int, list[str]] = {}
     for view in views:
@@ -56,40 +110,91 @@ def evaluate_recommendation(model: CRSModel, split: SplitInstances, views: Seque
             metrics[f"{view}/{key}"] = value
         for i in idx:
             membership.setdefault(i, []).append(view)
-    items = model.data.items
-    records = [{"sample_id": inst.sample.sample_id, "conv_id": inst.sample.conv_id,
-                "turn_index": inst.sample.turn_index, "target": inst.target, "rank": int(ranks[i]),
-                "top_items": [items[j] for j in top[inst.sample.sample_id]],
-                "views": membership.get(i, [])}
-               for i, inst in enumerate(split.rec)]
+    items, titles = model.data.items, model.data.item_titles
+    records = []
+    for i, inst in enumerate(split.rec):
+        top_items = [items[j] for j in top[inst.sample.sample_id]]
+        records.append({"sample_id": inst.sample.sample_id, "conv_id": inst.sample.conv_id,
+                        "turn_index": inst.sample.turn_index, "target": inst.target,
+                        "target_title": titles.get(inst.target, ""), "rank": int(ranks[i]),
+                        "top_items": top_items, "top_titles": [titles.get(e, "") for e in top_items],
+                        "views": membership.get(i, [])})
+    logger.debug(f"ranked {len(split.rec)} instances of {len(firsts)} samples on {split.split}")
     return metrics, records
+
+
+def _query(sample: Sample, first: dict[int, RecInstance]) -> RecInstance:
+    """A REC instance for `sample` to ask the model's recommendation; its target is not an input."""
+    return first.get(sample.sample_id) or RecInstance(sample, target=-1, target_index=-1)
 
 
 @torch.no_grad()
 def evaluate_generation(model: CRSModel, split: SplitInstances, batch_size: int, max_length: int,
                         beam_size: int) -> tuple[dict[str, float], list[dict]]:
-    """Generate a response for every sample and score them; perplexity from the gold responses."""
-    was_training = model.training
-    model.eval()
+    """Generate a response for every sample of `split` and score them ("gen/<metric>") plus records.
+
+    Records (one per sample): sample_id, conv_id, turn_index, context (texts of the earlier turns),
+    gold, generated, and recommended (top-10 item entity ids) when the model also recommends.
+    A model whose response_nll is not implemented gets no "gen/ppl" (logged, not an error).
+    """
+    _check_batch_size(batch_size)
+    if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1:
+        raise ConfigError(f"eval.max_length: {max_length!r} is not a positive integer",
+                          hint="set eval.max_length to e.g. 20")
+    if isinstance(beam_size, bool) or not isinstance(beam_size, int) or beam_size < 1:
+        raise ConfigError(f"eval.beam_size: {beam_size!r} is not a positive integer",
+                          hint="set eval.beam_size to 1 (greedy) or more")
+    recommends = REC in model.tasks
+    first: dict[int, RecInstance] = {}
+    for inst in split.rec:
+        first.setdefault(inst.sample.sample_id, inst)
     generated: list[list[str]] = []
-    nll_total, tokens_total = 0.0, 0
-    with model.inference():
-        for chunk in _batches(split.samples, batch_size, f"generate {split.split}"):
-            batch = move_to(model.collate(chunk, CONV), model.device)
-            generated += [cut_response(r) for r in model.generate(batch, max_length, beam_size)]
-            nll, count = model.response_nll(batch)
-            nll_total += float(nll.sum())
-            tokens_total += int(count.sum())
-    model.train(was_training)
+    recommended: list[list[int]] = []
+    nll_sums: list[torch.Tensor] = []
+    counts: list[torch.Tensor] = []
+    scores_nll = True
+    was_training = _inference(model)
+    try:
+        with model.inference():
+            for chunk in _batches(split.samples, batch_size, f"generate {split.split}"):
+                batch = move_to(model.collate(chunk, CONV), model.device)
+                out = model.generate(batch, max_length, beam_size)
+                if len(out) != len(chunk):
+                    raise TrainingError(f"{type(model).__name__}.generate returned {len(out)} responses "
+                                        f"for {len(chunk)} samples",
+                                        hint="return one token list per sample of the batch")
+                generated += [cut_response(r) for r in out]
+                if scores_nll:
+                    try:
+                        nll, count = model.response_nll(batch)
+                        nll_sums.append(nll.detach().double().cpu().reshape(-1))
+                        counts.append(count.detach().cpu().reshape(-1))
+                    except NotImplementedError:
+                        scores_nll = False
+                        logger.warning(f"{type(model).__name__} does not score responses: no perplexity")
+                if recommends:
+                    scores = _score(model, [_query(s, first) for s in chunk])
+                    k = min(TOP_K_RECORDED, scores.shape[1])
+                    recommended += torch.topk(scores, k, dim=1).indices.cpu().tolist()
+    finally:
+        model.train(was_training)
     references = [s.response.tokens for s in split.samples]
     metrics = generation_metrics(generated, references, is_mention)
-    metrics["ppl"] = perplexity(nll_total, tokens_total)
-    records = [{"sample_id": s.sample_id, "conv_id": s.conv_id, "turn_index": s.turn_index,
-                "context": [t.text for t in s.context], "gold": s.response.text,
-                "generated": " ".join(g)} for s, g in zip(split.samples, generated)]
+    if scores_nll:
+        metrics["ppl"] = perplexity(torch.cat(nll_sums) if nll_sums else 0.0,
+                                    torch.cat(counts) if counts else 0)
+    items = model.data.items
+    records = []
+    for i, (sample, response) in enumerate(zip(split.samples, generated)):
+        record = {"sample_id": sample.sample_id, "conv_id": sample.conv_id,
+                  "turn_index": sample.turn_index, "context": [t.text for t in sample.context],
+                  "gold": sample.response.text, "generated": " ".join(response)}
+        if recommends:
+            record["recommended"] = [items[j] for j in recommended[i]]
+        records.append(record)
     return {f"gen/{k}": v for k, v in metrics.items()}, records
 
 
-def write_predictions(path: str | Path, records: list[dict]) -> None:
-    """Per-instance predictions as JSON lines, written atomically."""
+def write_predictions(path: str | Path, records: Sequence[dict]) -> None:
+    """Per-instance predictions as JSON lines (one record per line, UTF-8), written atomically."""
     atomic_write(path, lambda h: h.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in records))

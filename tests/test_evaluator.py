@@ -1,49 +1,199 @@
-"""The evaluator on the tiny fixture with a model whose scores are fixed (expected values by hand)."""
+"""The evaluator on the tiny fixture with models whose outputs are fixed (expected values by hand),
+and once on the real ReDial test split against an independent count."""
 import json
+import math
 
 import pytest
 import torch
 
 from crsbench.datasets.instances import build_instances
-from crsbench.evaluator import evaluate_recommendation, write_predictions
-from crsbench.models.base import CRSModel
+from crsbench.errors import ConfigError, TrainingError
+from crsbench.evaluator import evaluate_generation, evaluate_recommendation, write_predictions
+from crsbench.models.base import CONV, REC, CRSModel
+
+VIEWS = ["all", "dedup", "cold_start"]
 
 
 class FixedScores(CRSModel):
-    """Scores item i as -i (item 0 first), and counts how many contexts it is asked to score."""
+    """Scores item index i as -i (item 0 first); records which samples it is asked to score."""
+
+    tasks = (REC,)
 
     def __init__(self, data):
         super().__init__({}, data)
+        self.weight = torch.nn.Parameter(torch.zeros(1))      # so that train()/eval() and device work
         self.seen = []
+        self.modes = []
 
     def collate(self, instances, task):
-        self.seen += [inst.sample.sample_id for inst in instances]
+        self.seen += [inst.sample.sample_id for inst in instances] if task == REC else []
         return {"n": len(instances)}
 
     def recommend(self, batch):
+        self.modes.append(self.training)
         return -torch.arange(self.data.num_items, dtype=torch.float).expand(batch["n"], -1)
 
 
 def test_views_and_hand_computed_metrics(tiny_bundle):
     model = FixedScores(tiny_bundle)
+    model.train()
     test = build_instances(tiny_bundle)["test"]
-    # test instances: x1 -> targets item 1 (rank 2) and item 0 (rank 1); x2 -> item 1 (rank 2)
-    metrics, records = evaluate_recommendation(model, test, ["all", "dedup", "cold_start"], [1, 2], 1)
+    # test samples: x1 (context mentions item 0) -> targets item 1 (rank 2) and item 0 (rank 1);
+    # x2 (no item in context) -> target item 1 (rank 2).
+    metrics, records = evaluate_recommendation(model, test, VIEWS, [1, 2], 1)
     assert metrics["all/count"] == 3
     assert metrics["all/recall@1"] == pytest.approx(1 / 3)
     assert metrics["all/recall@2"] == pytest.approx(1.0)
     assert metrics["all/mrr@2"] == pytest.approx((0.5 + 1 + 0.5) / 3)
+    assert metrics["all/ndcg@2"] == pytest.approx((1 / math.log2(3) + 1 + 1 / math.log2(3)) / 3)
     assert metrics["dedup/count"] == 2 and metrics["dedup/recall@1"] == 0.0     # item 0 was in context
+    assert metrics["dedup/mrr@2"] == pytest.approx(0.5)
     assert metrics["cold_start/count"] == 1 and metrics["cold_start/mrr@2"] == pytest.approx(0.5)
     assert sorted(model.seen) == [0, 1]                   # each distinct context scored once
+    assert model.modes == [False, False] and model.training   # eval mode inside, restored after
     assert [r["rank"] for r in records] == [2, 1, 2]
+    assert [r["target"] for r in records] == [1, 0, 1]
+    assert records[0]["views"] == ["all", "dedup"]
     assert records[1]["views"] == ["all"] and records[2]["views"] == ["all", "dedup", "cold_start"]
-    assert records[0]["top_items"][:2] == [0, 1]
+    assert records[0]["top_items"] == [0, 1, 2, 3, 4, 5]   # entity ids, best first (6 items < 10)
+    assert records[0]["conv_id"] == "x1" and records[2]["turn_index"] == 1
+
+
+def test_batch_size_does_not_change_the_result(tiny_bundle):
+    test = build_instances(tiny_bundle)["test"]
+    one = evaluate_recommendation(FixedScores(tiny_bundle), test, VIEWS, [1, 3], 1)
+    many = evaluate_recommendation(FixedScores(tiny_bundle), test, VIEWS, [1, 3], 64)
+    assert one == many
+
+
+def test_only_requested_views_are_reported(tiny_bundle):
+    metrics, records = evaluate_recommendation(FixedScores(tiny_bundle), build_instances(tiny_bundle)["test"],
+                                               ["dedup"], [1], 4)
+    assert set(metrics) == {"dedup/count", "dedup/recall@1", "dedup/mrr@1", "dedup/ndcg@1"}
+    assert [r["views"] for r in records] == [["dedup"], [], ["dedup"]]
+
+
+def test_bad_settings_and_bad_scores_are_clear_errors(tiny_bundle):
+    test = build_instances(tiny_bundle)["test"]
+    with pytest.raises(ConfigError, match="eval.views.*'nope'") as info:
+        evaluate_recommendation(FixedScores(tiny_bundle), test, ["all", "nope"], [1], 4)
+    assert "cold_start" in info.value.hint
+    with pytest.raises(ConfigError, match="eval.batch_size"):
+        evaluate_recommendation(FixedScores(tiny_bundle), test, ["all"], [1], 0)
+
+    class WrongShape(FixedScores):
+        def recommend(self, batch):
+            return torch.zeros(batch["n"], 3)
+
+    model = WrongShape(tiny_bundle)
+    model.train()
+    with pytest.raises(TrainingError, match=r"WrongShape.recommend returned \(\d, 3\), expected"):
+        evaluate_recommendation(model, test, ["all"], [1], 4)
+    assert model.training                                  # restored even on error
+
+
+class FixedTalker(FixedScores):
+    """Generates a fixed response per sample and reports a fixed NLL per gold response."""
+
+    tasks = (REC, CONV)
+    RESPONSES = {0: ["@101", "is", "good", "__end__", "x"], 1: ["is", "good", "__pad__"]}
+    NLL = {0: (2.0, 3), 1: (4.0, 2)}
+
+    def collate(self, instances, task):
+        if task == REC:
+            return super().collate(instances, task)
+        return {"ids": [s.sample_id for s in instances]}
+
+    def generate(self, batch, max_length, beam_size=1):
+        assert (max_length, beam_size) == (20, 1)
+        return [self.RESPONSES[i] for i in batch["ids"]]
+
+    def response_nll(self, batch):
+        return (torch.tensor([self.NLL[i][0] for i in batch["ids"]]),
+                torch.tensor([self.NLL[i][1] for i in batch["ids"]]))
+
+
+def test_generation_metrics_by_hand(tiny_bundle):
+    test = build_instances(tiny_bundle)["test"]
+    model = FixedTalker(tiny_bundle)
+    metrics, records = evaluate_generation(model, test, batch_size=1, max_length=20, beam_size=1)
+    # cut responses: ["@101","is","good"], ["is","good"]; gold: ["@101","and","@100"], ["@101"]
+    # bigrams (@101,is) (is,good) | (is,good): distinct 2, total 3, 2 responses
+    assert metrics["gen/count"] == 2
+    assert metrics["gen/dist@2"] == pytest.approx(1.0) and metrics["gen/dist_ratio@2"] == pytest.approx(2 / 3)
+    assert metrics["gen/dist@3"] == pytest.approx(0.5) and metrics["gen/dist_ratio@3"] == pytest.approx(1.0)
+    assert metrics["gen/dist@4"] == 0.0
+    assert metrics["gen/item_ratio"] == pytest.approx(0.5)                # one "@101" in 2 responses
+    # BLEU-1: response 1 matches "@101" of 3 words, same length (BP 1) -> 1/3; response 2 matches
+    # nothing -> 0; mean 1/6
+    assert metrics["gen/bleu@1"] == pytest.approx(1 / 6)
+    assert metrics["gen/ppl"] == pytest.approx(math.exp((2.0 + 4.0) / (3 + 2)))
+    assert records[0]["generated"] == "@101 is good" and records[1]["generated"] == "is good"
+    assert records[0]["gold"] == "@101 and @100" and records[0]["context"] == ["like @100"]
+    assert records[1]["recommended"] == [0, 1, 2, 3, 4, 5]
+    # x2's sample has a target, so both samples were asked for a recommendation, once each
+    assert sorted(model.seen) == [0, 1]
+
+
+def test_generation_without_nll_has_no_perplexity(tiny_bundle):
+    class NoNll(FixedTalker):
+        tasks = (CONV,)
+
+        def response_nll(self, batch):
+            raise NotImplementedError
+
+    metrics, records = evaluate_generation(NoNll(tiny_bundle), build_instances(tiny_bundle)["test"], 8, 20, 1)
+    assert "gen/ppl" not in metrics and "gen/dist@2" in metrics
+    assert "recommended" not in records[0]
 
 
 def test_predictions_are_written_as_jsonl(tiny_bundle, tmp_path):
     model = FixedScores(tiny_bundle)
     _, records = evaluate_recommendation(model, build_instances(tiny_bundle)["test"], ["all"], [1], 8)
     write_predictions(tmp_path / "p.jsonl", records)
-    lines = (tmp_path / "p.jsonl").read_text().splitlines()
+    lines = (tmp_path / "p.jsonl").read_text(encoding="utf-8").splitlines()
     assert [json.loads(line)["rank"] for line in lines] == [2, 1, 2]
+    assert [p.name for p in tmp_path.iterdir()] == ["p.jsonl"]           # no temp file left behind
+
+
+class MostRecentContextItem(CRSModel):
+    """Real-data check: scores the context's items by recency (latest 1.0, earlier less), others 0."""
+
+    def __init__(self, data):
+        super().__init__({}, data)
+        self.scored = 0
+
+    def collate(self, instances, task):
+        self.scored += len(instances)
+        scores = torch.zeros(len(instances), self.data.num_items)
+        for row, inst in enumerate(instances):
+            order = [i for turn in inst.sample.context for i in turn.items]   # oldest first
+            for rank_from_end, item in enumerate(reversed(order)):
+                j = self.data.item_index.get(item)
+                if j is not None and scores[row, j] == 0:
+                    scores[row, j] = 1.0 / (1 + rank_from_end)
+        return scores
+
+    def recommend(self, batch):
+        return batch
+
+
+def test_real_redial_test_split_against_an_independent_count(redial):
+    test = redial.instances["test"]
+    model = MostRecentContextItem(redial.bundle)
+    metrics, records = evaluate_recommendation(model, test, VIEWS, [1, 10, 50], 256)
+    assert model.scored == len({r.sample.sample_id for r in test.rec})    # each sample scored once
+    # recall@1 counted directly: the target is the item mentioned last in the context
+    def last_item(inst):
+        order = [i for turn in inst.sample.context for i in turn.items if i in redial.bundle.item_index]
+        return order[-1] if order else None
+    expected = sum(last_item(r) == r.target for r in test.rec) / len(test.rec)
+    assert metrics["all/recall@1"] == pytest.approx(expected)
+    assert 0.01 < metrics["all/recall@1"] < 0.1          # the notes report 0.043 for this baseline
+    # every non-context item ties at 0 and ties count against the target: nothing to gain
+    # outside the context, so dedup and cold start score exactly 0
+    for view in ("dedup", "cold_start"):
+        assert metrics[f"{view}/count"] == len(test.views[view]) > 0
+        assert metrics[f"{view}/recall@50"] == 0.0
+    assert metrics["all/count"] == len(test.rec) == len(records)
+    assert all(r["rank"] == redial.bundle.num_items for r in records if "cold_start" in r["views"])

@@ -26,8 +26,8 @@ def test_distinct_both_definitions_by_hand():
     assert ratio == pytest.approx(5 / 6)
     # trigrams: R1 -> 3, R2 -> 1, all distinct: 4 / 3 responses, 4 / 4
     assert distinct([R1, R2, R3], 3) == (pytest.approx(4 / 3), pytest.approx(1.0))
-    # "junk junk" after the end token must not count
-    assert ("junk", "junk") not in {tuple(R1[i:i + 2]) for i in range(5)}
+    # after the end token nothing counts: "a b __end__ c d" has the one bigram (a,b)
+    assert distinct([["a", "b", "__end__", "c", "d"]], 2) == (1.0, 1.0)
 
 
 def test_item_ratio_counts_mentions_per_response():
@@ -50,3 +50,44 @@ def test_perplexity_and_full_report():
     m = generation_metrics([R1, R2, R3], [R1, R2, R2], is_mention)
     assert set(m) >= {"dist@2", "dist@3", "dist@4", "dist_ratio@2", "item_ratio", "bleu@1", "bleu@4"}
     assert m["dist@4"] == pytest.approx(2 / 3)                 # R1 has 2 four-grams, R2 none
+
+
+def test_bleu_is_cumulative_with_smoothing_method_1():
+    # hyp "i like it" vs ref "i like @1 a lot": p1 = 2/3, p2 = 1/2 ((i,like) matches),
+    # p3 = 0 matches of 1 trigram -> smoothed 0.1/1, p4 = 0 of 0 four-grams -> 0.1/1.
+    bp = math.exp(1 - 5 / 3)
+    assert bleu([R2], [R1], 2) == pytest.approx(bp * (2 / 3 * 1 / 2) ** (1 / 2))   # not bp * 1/2
+    assert bleu([R2], [R1], 3) == pytest.approx(bp * (2 / 3 * 1 / 2 * 0.1) ** (1 / 3))
+    assert bleu([R2], [R1], 4) == pytest.approx(bp * (2 / 3 * 1 / 2 * 0.1 * 0.1) ** (1 / 4))
+    # sentence level, averaged: a perfect response and an empty one average to 1/2
+    assert bleu([R2, R3], [R2, R2], 1) == pytest.approx(0.5)
+    with pytest.raises(ValueError):
+        bleu([R2], [R1, R2], 1)
+
+
+def test_empty_inputs_have_defined_values():
+    assert distinct([], 2) == (0.0, 0.0)
+    assert distinct([R3, ["__end__"]], 2) == (0.0, 0.0)        # responses, but no n-grams
+    m = generation_metrics([R3], [R2], is_mention)
+    assert m["count"] == 1.0 and m["item_ratio"] == 0.0 and m["bleu@1"] == 0.0 and m["dist@2"] == 0.0
+    m = generation_metrics([], [], is_mention)
+    assert m["count"] == 0.0 and all(v == 0.0 for v in m.values())
+
+
+def test_dist_ratio_at_4_and_the_end_token_counts():
+    # R1 cut: "i like @1 a lot" -> four-grams (i,like,@1,a) (like,@1,a,lot); repeated twice:
+    # distinct 2, total 4, responses 2
+    assert distinct([R1, list(R1)], 4) == (pytest.approx(1.0), pytest.approx(0.5))
+    # without the cut, "lot __end__ junk junk" would add three more four-grams
+    assert distinct([R1], 4)[0] == pytest.approx(2.0)
+
+
+def test_perplexity_from_per_sample_values():
+    import torch
+    from crsbench.errors import TrainingError
+    # (2 + 4) nats over (3 + 2) tokens -> exp(6/5)
+    assert perplexity(torch.tensor([2.0, 4.0]), torch.tensor([3, 2])) == pytest.approx(math.exp(1.2))
+    assert perplexity([2.0, 4.0], [3, 2]) == pytest.approx(math.exp(1.2))
+    assert perplexity(1e6, 1) == float("inf")                   # overflow -> inf, no exception
+    with pytest.raises(TrainingError, match="NaN"):
+        perplexity([float("nan")], [3])

@@ -4,17 +4,23 @@ dist@n (KGSF's definition): number of distinct n-grams over all responses / numb
 dist_ratio@n: number of distinct n-grams / total number of n-grams (the other common definition).
 item_ratio: movie mentions (item tokens such as "@84001") in the generated responses / number of
     responses — the definition of the NTRD code; KGSF gives no formula.
-bleu@n: cumulative sentence BLEU-n (uniform weights over 1..n-grams) of each response against its
-    single reference, nltk's smoothing method 1, averaged over responses (as CRSLab reports).
+bleu@n: CUMULATIVE sentence BLEU-n (geometric mean of the 1..n-gram precisions, uniform weights
+    1/n, times the brevity penalty) of each response against its single gold reference, with nltk's
+    smoothing method 1 (a zero n-gram match count becomes 0.1), averaged over responses (sentence
+    level, as CRSLab reports). A response or reference that is empty after the cut scores 0.
 ppl: exp(total negative log-likelihood / total number of gold tokens), gold tokens including the
-    end token and excluding padding.
+    end token and excluding padding (micro-averaged over tokens, not over responses).
+Empty inputs never crash: with no responses every ratio is 0.0; with no gold tokens ppl is inf.
 """
 from __future__ import annotations
 
 import math
 from typing import Callable, Sequence
 
+import torch
 from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
+
+from crsbench.errors import TrainingError
 
 END = "__end__"
 PAD = "__pad__"
@@ -51,6 +57,8 @@ def item_ratio(responses: Sequence[Sequence[str]], is_item: Callable[[str], bool
 
 def bleu(responses: Sequence[Sequence[str]], references: Sequence[Sequence[str]], n: int) -> float:
     """Mean cumulative sentence BLEU-n (smoothing method 1); an empty response scores 0."""
+    if len(responses) != len(references):
+        raise ValueError(f"bleu: {len(responses)} responses but {len(references)} references")
     weights = tuple([1.0 / n] * n)
     total = 0.0
     for hyp, ref in zip(responses, references):
@@ -60,9 +68,23 @@ def bleu(responses: Sequence[Sequence[str]], references: Sequence[Sequence[str]]
     return total / max(len(responses), 1)
 
 
-def perplexity(nll_sum: float, num_tokens: int) -> float:
-    """exp(mean negative log-likelihood per gold token); inf when there are no tokens."""
-    return math.exp(nll_sum / num_tokens) if num_tokens else float("inf")
+def perplexity(nll_sums: float | Sequence[float] | torch.Tensor,
+               num_tokens: int | Sequence[int] | torch.Tensor) -> float:
+    """exp(sum of NLL / sum of token counts), from totals or per-sample values; inf with no tokens.
+
+    NaN raises TrainingError (a diverged model); a too large mean NLL gives inf, not an overflow.
+    """
+    total = float(torch.as_tensor(nll_sums, dtype=torch.float64).sum())
+    count = int(torch.as_tensor(num_tokens, dtype=torch.float64).sum())
+    if math.isnan(total):
+        raise TrainingError("the model's response log-likelihood is NaN",
+                            hint="the weights have probably diverged: lower the learning rate")
+    if count <= 0:
+        return float("inf")
+    try:
+        return math.exp(total / count)
+    except OverflowError:
+        return float("inf")
 
 
 def generation_metrics(responses: Sequence[Sequence[str]], references: Sequence[Sequence[str]],
