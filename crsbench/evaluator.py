@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Iterator, Sequence
 
 import torch
 from loguru import logger
@@ -61,7 +61,7 @@ def _score(model: CRSModel, instances: Sequence[RecInstance]) -> torch.Tensor:
     return scores.detach()
 
 
-def _inference(model: CRSModel) -> Any:
+def _inference(model: CRSModel) -> bool:
     """Remember the training flag, switch to eval mode; the caller restores it."""
     was_training = model.training
     model.eval()

@@ -195,5 +195,8 @@ def test_real_redial_test_split_against_an_independent_count(redial):
     for view in ("dedup", "cold_start"):
         assert metrics[f"{view}/count"] == len(test.views[view]) > 0
         assert metrics[f"{view}/recall@50"] == 0.0
+    # within the top 50, a hit is exactly a target already mentioned in the context
+    in_context = (len(test.views["all"]) - len(test.views["dedup"])) / len(test.rec)
+    assert metrics["all/recall@50"] == pytest.approx(in_context)
     assert metrics["all/count"] == len(test.rec) == len(records)
     assert all(r["rank"] == redial.bundle.num_items for r in records if "cold_start" in r["views"])
