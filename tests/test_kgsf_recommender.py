@@ -82,3 +82,21 @@ def test_inference_scope_encodes_the_graphs_once_with_the_same_scores(tiny_bundl
     assert calls["n"] == 1
     assert all(torch.equal(plain, c) for c in cached)
     assert model._knowledge_cache is None
+
+
+def test_mim_loss_balances_positives_and_negatives():
+    from crsbench.models.kgsf.mim import MutualInformationMaximization
+    torch.manual_seed(0)
+    mim = MutualInformationMaximization(4)
+    words, entities = torch.randn(5, 4), torch.randn(1000, 4)
+    ids, mask = torch.tensor([[0, 1]]), torch.tensor([[True, True]])
+    positives = torch.zeros(1, 1000)
+    positives[0, 3] = 1.0
+    with torch.no_grad():
+        mim.transform.weight.zero_()
+        mim.bias.fill_(0.0)                          # every logit 0: each mean BCE term is log 2
+        assert torch.isclose(mim(words, entities, ids, mask, positives), torch.tensor(2 * 0.6931), atol=1e-3)
+        mim.bias.fill_(-20.0)                        # all "no": only the positive side pays, ~20
+        assert 19 < mim(words, entities, ids, mask, positives).item() < 21
+        no_words = mim(words, entities, ids, torch.tensor([[False, False]]), positives)
+        assert no_words.item() == 0.0
