@@ -79,6 +79,16 @@ def _evaluate(model: CRSModel, data: LoadedDataset, config: dict, run_dir: Path,
     return metrics
 
 
+def _record(meta: dict, config: dict, metrics: dict[str, float], timings: dict[str, float],
+            run_dir: Path) -> None:
+    """Store a finished run in the results database beside the run directories (the runs root is
+    three levels up: <root>/<dataset>/<variant>/<run>, so a moved runs folder keeps its database)."""
+    results_db(Path(run_dir).parents[2]).record_run(
+        run_id=meta["run_id"], model=meta["model"], dataset=meta["dataset"], tag=config["run"]["tag"],
+        seed=config["run"]["seed"], config=config, code_version=code_version(), metrics=metrics,
+        timings=timings, run_dir=str(run_dir), status="finished")
+
+
 def _log_metrics(metrics: dict[str, float]) -> None:
     for key in sorted(metrics):
         if any(key.endswith(s) for s in ("recall@1", "recall@10", "recall@50", "count")) or "dist" in key:
@@ -137,10 +147,7 @@ def run_experiment(model_name: str | None, dataset_name: str | None, *, config_f
                                                    "training": summary})
         meta.update(status="finished", finished=datetime.now(timezone.utc).isoformat())
         atomic_write_json(run_dir / RUN_META, meta)
-        results_db(Path(run_dir).parents[2]).record_run(
-            run_id=run_id, model=model_name, dataset=dataset_name, tag=config["run"]["tag"],
-            seed=config["run"]["seed"], config=config, code_version=code_version(), metrics=metrics,
-            timings=timings, run_dir=str(run_dir), status="finished")
+        _record(meta, config, metrics, timings, run_dir)
         logger.info(f"run {run_id} finished in {timings['total_s']:.1f} s")
         _log_metrics(metrics)
         return RunResult(run_id, run_dir, metrics)
@@ -169,9 +176,6 @@ def evaluate_run(run_dir: str | Path, *, dump: bool = False, data_dir: str | Non
     previous = json.loads((run_dir / METRICS_FILE).read_text()) if (run_dir / METRICS_FILE).exists() else {}
     timings = {**previous.get("timings", {}), "eval_s": time.perf_counter() - t0}
     atomic_write_json(run_dir / METRICS_FILE, {**previous, "metrics": metrics, "timings": timings})
-    results_db(run_dir.parents[2]).record_run(
-        run_id=meta["run_id"], model=meta["model"], dataset=meta["dataset"], tag=config["run"]["tag"],
-        seed=config["run"]["seed"], config=config, code_version=code_version(), metrics=metrics,
-        timings=timings, run_dir=str(run_dir), status="finished")
+    _record(meta, config, metrics, timings, run_dir)
     _log_metrics(metrics)
     return RunResult(meta["run_id"], run_dir, metrics)
