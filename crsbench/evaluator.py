@@ -195,6 +195,24 @@ def evaluate_generation(model: CRSModel, split: SplitInstances, batch_size: int,
     return {f"gen/{k}": v for k, v in metrics.items()}, records
 
 
+@torch.no_grad()
+def evaluate_perplexity(model: CRSModel, split: SplitInstances, batch_size: int) -> dict[str, float]:
+    """{"gen/ppl": ...}: the gold responses' perplexity under teacher forcing (no decoding), the cheap
+    validation signal of a conversation stage."""
+    _check_batch_size(batch_size)
+    nll, count = 0.0, 0
+    was_training = _inference(model)
+    try:
+        with model.inference():
+            for chunk in _batches(split.samples, batch_size, f"perplexity {split.split}"):
+                sums, counts = model.response_nll(move_to(model.collate(chunk, CONV), model.device))
+                nll += float(sums.double().sum())
+                count += int(counts.sum())
+    finally:
+        model.train(was_training)
+    return {"gen/ppl": perplexity(nll, count)}
+
+
 def write_predictions(path: str | Path, records: Sequence[dict]) -> None:
     """Per-instance predictions as JSON lines (one record per line, UTF-8), written atomically."""
     atomic_write(path, lambda h: h.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in records))

@@ -16,6 +16,7 @@ from torch import nn
 
 from crsbench.datasets.instances import RecInstance, Sample, SplitInstances
 from crsbench.datasets.types import DatasetBundle
+from crsbench.models.decoding import DecodeState, decode
 
 REC = "rec"       # training/evaluation on RecInstance lists (one target item each)
 CONV = "conv"     # training/evaluation on Sample lists (the response is the target)
@@ -77,8 +78,26 @@ class CRSModel(nn.Module):
         raise NotImplementedError(f"{type(self).__name__} does not recommend")
 
     def generate(self, batch: Any, max_length: int, beam_size: int = 1) -> list[list[str]]:
-        """Response tokens (cut at the end token) for each sample of a CONV batch."""
-        raise NotImplementedError(f"{type(self).__name__} does not generate responses")
+        """Response tokens (cut at the end token) for each sample of a CONV batch.
+
+        The default decodes greedily or with beam search (crsbench/models/decoding.py) through
+        `decode_start` / `decode_step`; a model that implements those two gets it for free.
+        """
+        if type(self).decode_step is CRSModel.decode_step:
+            raise NotImplementedError(f"{type(self).__name__} does not generate responses")
+        state, size = self.decode_start(batch)
+        ids = decode(self.decode_step, state, size, self.data.vocab.index[self.data.vocab.START],
+                     self.data.vocab.index[self.data.vocab.END], max_length, beam_size, self.device)
+        tokens = self.data.vocab.tokens
+        return [[tokens[i] for i in row] for row in ids]
+
+    def decode_start(self, batch: Any) -> tuple[DecodeState, int]:
+        """The decoding state after reading a CONV batch's context, and the batch size."""
+        raise NotImplementedError(f"{type(self).__name__} does not decode")
+
+    def decode_step(self, last_tokens: torch.Tensor, state: DecodeState) -> tuple[torch.Tensor, DecodeState]:
+        """Log-probabilities [N, vocab] of the next token given the newest tokens [N, 1]."""
+        raise NotImplementedError(f"{type(self).__name__} does not decode")
 
     def response_nll(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
         """Per sample of a CONV batch: summed negative log-likelihood of the gold response tokens

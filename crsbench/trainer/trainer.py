@@ -212,13 +212,16 @@ class Trainer:
         return total / max(count, 1)
 
     def _validate(self, stage: Stage) -> dict[str, float]:
-        from crsbench.evaluator import evaluate_generation, evaluate_recommendation
+        from crsbench.evaluator import evaluate_generation, evaluate_perplexity, evaluate_recommendation
         ev = self.config["eval"]
         valid = self.instances["valid"]
         if stage.validate == REC:
             metrics, _ = evaluate_recommendation(self.model, valid, ["all"], ev["ks"], ev["batch_size"])
-        else:
-            metrics, _ = evaluate_generation(self.model, valid, ev["batch_size"], ev["max_length"], 1)
+            return metrics
+        metric = stage_settings(self.config, stage.name)["early_stop_metric"] or ""
+        if metric.strip() == "ppl":       # teacher-forced perplexity suffices: skip decoding
+            return evaluate_perplexity(self.model, valid, ev["batch_size"])
+        metrics, _ = evaluate_generation(self.model, valid, ev["batch_size"], ev["max_length"], 1)
         return metrics
 
     # --- checkpoints ------------------------------------------------------------------------

@@ -1,0 +1,109 @@
+"""The conversation side shared by every Transformer-based generator (Transformer, KBRD, KGSF).
+
+Batching of CONV samples (context tokens -> encoder, gold response -> decoder targets), the
+encoder-decoder over word2vec-initialised embeddings, the token-level loss (Eq. 19: mean NLL of the
+gold tokens, padding ignored), and the decoding state that beam search can reorder. A model adds
+its own memories (KGSF's KG attention) and its own output distribution (KGSF's copy, KBRD's
+vocabulary bias) on top.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from crsbench.datasets.instances import Sample
+from crsbench.datasets.types import DatasetBundle, Vocabulary
+from crsbench.errors import ConfigError
+from crsbench.models.layers import pad_ids
+from crsbench.models.transformer import (DecoderCache, Memory, TokenEmbedding, TransformerDecoder,
+                                         TransformerEncoder)
+
+PAD_ID, START_ID, END_ID = 0, 1, 2          # Vocabulary.SPECIALS order
+
+
+def context_tokens(sample: Sample) -> list[str]:
+    """The context as one token sequence, turns separated by the end token (oldest first)."""
+    out: list[str] = []
+    for turn in sample.context:
+        if out:
+            out.append(Vocabulary.END)
+        out.extend(turn.tokens)
+    return out
+
+
+def collate_conversation(samples: Sequence[Sample], vocab: Vocabulary, max_context_tokens: int,
+                         max_response_tokens: int) -> dict[str, torch.Tensor]:
+    """Context ids/mask (most recent tokens kept), decoder inputs (start + response) and targets
+    (response + end; a response longer than `max_response_tokens` is cut and keeps its end token)."""
+    context, context_mask = pad_ids([vocab.encode(context_tokens(s)) for s in samples],
+                                    pad=PAD_ID, max_len=max_context_tokens, keep="last")
+    responses = [vocab.encode(s.response.tokens[:max_response_tokens - 1]) + [END_ID] for s in samples]
+    targets, target_mask = pad_ids(responses, pad=PAD_ID)
+    inputs = torch.cat([torch.full((len(samples), 1), START_ID, dtype=torch.long), targets[:, :-1]], dim=1)
+    return {"context": context, "context_mask": context_mask, "response_in": inputs,
+            "response": targets, "response_mask": target_mask}
+
+
+def sequence_nll(log_probs: torch.Tensor, targets: torch.Tensor,
+                 mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per sample: summed NLL of the target tokens where mask is True, and their count."""
+    nll = -log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    nll = nll.masked_fill(~mask, 0.0)
+    return nll.sum(dim=1), mask.sum(dim=1)
+
+
+def generation_loss(log_probs: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Eq. 19: mean negative log-likelihood over the gold tokens of the batch (padding excluded)."""
+    nll, count = sequence_nll(log_probs, targets, mask)
+    return nll.sum() / count.sum().clamp(min=1)
+
+
+@dataclass
+class GenerationState:
+    """Decoder cache plus per-row tensors a model's output layer needs at every step."""
+
+    cache: DecoderCache
+    extras: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def select(self, index: torch.Tensor) -> "GenerationState":
+        return GenerationState(self.cache.select(index),
+                               {k: v.index_select(0, index) for k, v in self.extras.items()})
+
+
+class ResponseGenerator(nn.Module):
+    """Transformer encoder-decoder with word2vec-initialised, tied input/output embeddings.
+
+    `num_memories` counts the decoder's cross-attentions; the encoder output is always the last one
+    (KGSF Eq. 13 attends to it after the KG memories of Eq. 11-12).
+    """
+
+    def __init__(self, data: DatasetBundle, settings: dict, num_memories: int = 1) -> None:
+        super().__init__()
+        dim = settings["dim"]
+        vectors = torch.from_numpy(data.word_embeddings)
+        if vectors.shape[1] != dim:
+            raise ConfigError(f"model.conv.dim is {dim} but the word2vec embeddings have {vectors.shape[1]} "
+                              "dimensions", hint=f"set both to one value, e.g. --set model.conv.dim="
+                                                 f"{vectors.shape[1]}, or --set data.word2vec_dim={dim}")
+        self.embedding = nn.Embedding(len(data.vocab), dim, padding_idx=PAD_ID)
+        with torch.no_grad():
+            self.embedding.weight.copy_(vectors)
+            self.embedding.weight[PAD_ID].zero_()
+        embed = TokenEmbedding(self.embedding, settings["dropout"])
+        common = dict(layers=settings["layers"], heads=settings["heads"], ffn=settings["ffn"],
+                      dropout=settings["dropout"], attention_dropout=settings["attention_dropout"],
+                      relu_dropout=settings["relu_dropout"])
+        self.encoder = TransformerEncoder(embed, **common)
+        self.decoder = TransformerDecoder(embed, num_memories=num_memories, **common)
+
+    def encode(self, batch: dict) -> Memory:
+        """X (Eq. 13): the encoded context and its mask."""
+        return self.encoder(batch["context"], batch["context_mask"]), batch["context_mask"]
+
+    def vocab_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Generative logits over the vocabulary: R E^T with the tied embeddings (Pr_1 of Eq. 18)."""
+        return F.linear(hidden, self.embedding.weight)
