@@ -84,7 +84,8 @@ def to_builtins(bundle: DatasetBundle) -> tuple[dict, dict[str, np.ndarray]]:
     data = {"name": bundle.name, "splits": splits, "entity_kg": _kg_parts(bundle.entity_kg, "entity", arrays),
             "word_kg": _kg_parts(bundle.word_kg, "word", arrays), "items": list(bundle.items),
             "item_titles": dict(bundle.item_titles), "vocab": list(bundle.vocab.tokens),
-            "fingerprint": bundle.fingerprint, "stats": dict(bundle.stats)}
+            "fingerprint": bundle.fingerprint, "stats": dict(bundle.stats),
+            "mention_items": dict(bundle.mention_items)}
     return data, arrays
 
 
@@ -96,7 +97,7 @@ def from_builtins(data: dict, arrays) -> DatasetBundle:
     return DatasetBundle(data["name"], splits, _kg_from(data["entity_kg"], "entity", arrays),
                          _kg_from(data["word_kg"], "word", arrays), data["items"], data["item_titles"],
                          Vocabulary(data["vocab"]), arrays["word_embeddings"], data["fingerprint"],
-                         data["stats"])
+                         data["stats"], data["mention_items"])
 
 
 # --- reading and writing entries ---------------------------------------------------------

@@ -117,10 +117,12 @@ class RedialSpec(DatasetSpec):
         # --- vocabulary and word2vec on train -----------------------------------------------
         vocab, embeddings = vocabulary_and_embeddings(splits["train"], s)
         t_w2v = time.perf_counter()
-        titles = {}
+        titles, mention_items = {}, {}
         for conv in raw["train"] + raw["valid"] + raw["test"]:
             for movie, title in conv["mentions"].items():
                 item = _item_of_movie(movie, id2entity, entity2id, candidate_set)
+                if item is not None:
+                    mention_items[f"@{movie}"] = item
                 if item is not None and isinstance(title, str) and item not in titles:
                     titles[item] = " ".join(title.split())
         for item in items:
@@ -130,7 +132,7 @@ class RedialSpec(DatasetSpec):
         logger.info(f"redial preprocessing: graphs {t_kg - t0:.1f}s, read {t_read - t_kg:.1f}s, "
                     f"tokens+links {t_link - t_read:.1f}s, vocab+word2vec {t_w2v - t_link:.1f}s")
         return DatasetBundle("redial", splits, entity_kg, word_kg, items, titles, vocab, embeddings,
-                             fingerprint="", stats=dict(stats))
+                             fingerprint="", stats=dict(stats), mention_items=mention_items)
 
     def entity_linker(self, entity2id: dict, stopwords: frozenset[str], train: list[dict],
                       entity_kg) -> EntityLinker:
