@@ -32,6 +32,7 @@ setup(
             "textcnn = baselines.textcnn",
             "redial = baselines.redial_rec",
             "kbrd = baselines.kbrd",
+            "transformer = baselines.transformer",
         ],
     },
 )
