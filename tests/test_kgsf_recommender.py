@@ -10,6 +10,7 @@ from crsbench.models.kgsf import KGSF
 from crsbench.models.layers import AttentionPooling
 
 DEFAULTS = yaml.safe_load(KGSF.config_file.read_text())["model"]
+DEFAULTS["conv"]["dim"] = 8          # the fixture's word2vec size
 
 
 def _model(bundle, **changes):
@@ -47,9 +48,9 @@ def test_empty_context_pools_to_zero_without_nan(tiny_bundle):
 
 def test_ablations_change_the_model(tiny_bundle):
     full = _model(tiny_bundle)
-    assert [s.name for s in full.stages()] == ["pretrain", "rec"]
+    assert [s.name for s in full.stages()] == ["pretrain", "rec", "conv"]
     no_mim = _model(tiny_bundle, mim=False)
-    assert [s.name for s in no_mim.stages()] == ["rec"] and no_mim.mim is None
+    assert [s.name for s in no_mim.stages()] == ["rec", "conv"] and no_mim.mim is None
     no_db = _model(tiny_bundle, entity_kg=False)
     assert not hasattr(no_db.entity_kg_encoder, "rgcn")
     batch = no_db.collate(build_instances(tiny_bundle)["train"].rec, "rec")

@@ -17,7 +17,8 @@ from crsbench.trainer import checkpoint
 
 SETTINGS = ["model.dim=16", "train.batch_size=4", "stages.pretrain.epochs=1", "stages.rec.epochs=3",
             "stages.rec.early_stop_metric=recall@1+recall@50", "stages.rec.early_stop_patience=5",
-            "eval.splits=[test]", "eval.views=[all,cold_start]"]
+            "eval.splits=[test]", "eval.views=[all,cold_start]",
+            "stages.conv.epochs=1", "stages.conv.batch_size=16", "model.conv.layers=1", "eval.max_length=5"]
 
 
 def _small_redial(real_data_dir, tmp_path, sizes=(60, 15, 15)):

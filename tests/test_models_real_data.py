@@ -4,9 +4,10 @@ import torch
 
 from crsbench.config.loader import resolve_config
 from crsbench.datasets.loader import load_dataset
+from crsbench.models.base import CONV, REC
 from crsbench.registry import get_dataset, get_model, list_models
 
-MODELS = ["popularity", "context_repeat", "textcnn", "redial", "kbrd", "kgsf"]
+MODELS = ["popularity", "context_repeat", "textcnn", "redial", "kbrd", "kgsf", "transformer"]
 
 
 @pytest.fixture(scope="module", params=["redial", "opendialkg"])
@@ -32,7 +33,8 @@ def test_model_trains_a_step_and_ranks(name, dataset):
     for stage in model.stages():
         params = list(stage.parameters())
         optimizer = torch.optim.Adam(params, lr=1e-3)
-        out = stage.loss(model.collate(train.rec[:8], stage.task))
+        instances = train.rec[:8] if stage.task == REC else train.samples[:8]
+        out = stage.loss(model.collate(instances, stage.task))
         loss = out["loss"] if isinstance(out, dict) else out
         assert torch.isfinite(loss)
         optimizer.zero_grad()
@@ -41,5 +43,13 @@ def test_model_trains_a_step_and_ranks(name, dataset):
         optimizer.step()
     model.eval()
     with torch.no_grad(), model.inference():
-        scores = model.recommend(model.collate(test.rec[:8], "rec"))
-    assert scores.shape == (8, dataset.bundle.num_items) and torch.isfinite(scores).all()
+        if REC in model.tasks:
+            scores = model.recommend(model.collate(test.rec[:8], REC))
+            assert scores.shape == (8, dataset.bundle.num_items) and torch.isfinite(scores).all()
+        if CONV in model.tasks:
+            batch = model.collate(test.samples[:4], CONV)
+            responses = model.generate(batch, 5, 2)
+            nll, count = model.response_nll(batch)
+            assert len(responses) == 4 and all(1 <= len(r) <= 5 for r in responses)
+            assert all(t in dataset.bundle.vocab.index for r in responses for t in r)
+            assert torch.isfinite(nll).all() and (count > 0).all()

@@ -18,7 +18,7 @@ class NoDataset:
 def _config(*overrides):
     base = ["train.batch_size=2", "stages.pretrain.epochs=2", "stages.rec.epochs=3",
             "stages.rec.early_stop_metric=null", "model.dim=8", "train.lr=0.01", "train.lr_gamma=0.7",
-            "eval.batch_size=4"]
+            "eval.batch_size=4", "model.conv.dim=8", "stages.conv.epochs=1"]
     return resolve_config(KGSF, NoDataset, None, base + list(overrides))
 
 
@@ -52,7 +52,7 @@ def test_resumed_run_equals_uninterrupted_run(tiny_bundle, tmp_path):
     assert a.keys() == b.keys()
     for key in a:
         assert torch.equal(a[key], b[key]), key
-    assert [s["stage"] for s in summary["stages"]] == ["pretrain", "rec"]
+    assert [s["stage"] for s in summary["stages"]] == ["pretrain", "rec", "conv"]
     assert (tmp_path / "b" / "model.pt").exists()
 
 

@@ -2,7 +2,8 @@
 
 This module wires the paper's parts together and declares the training procedure of
 Algorithm 1: MIM pre-training of the KG encoders (§4.2), then recommendation training with the
-MIM loss as a regulariser (Eq. 9). The generic trainer runs the stages.
+MIM loss as a regulariser (Eq. 9), then the conversation module with the KG encoders and the
+recommender frozen (§4.4, Eq. 19). The generic trainer runs the stages.
 """
 from __future__ import annotations
 
@@ -14,9 +15,11 @@ from typing import Iterator, Sequence
 import torch
 import torch.nn.functional as F
 
-from crsbench.datasets.instances import RecInstance
+from crsbench.datasets.instances import RecInstance, Sample
 from crsbench.datasets.types import DatasetBundle
-from crsbench.models.base import REC, CRSModel, Stage
+from crsbench.models.base import CONV, REC, CRSModel, Stage
+from crsbench.models.conversation import GenerationState, collate_conversation, sequence_nll
+from crsbench.models.kgsf.generator import KGEnhancedGenerator
 from crsbench.models.kgsf.knowledge import EntityKGEncoder, WordKGEncoder
 from crsbench.models.kgsf.mim import MutualInformationMaximization
 from crsbench.models.kgsf.recommender import KGRecommender
@@ -29,7 +32,7 @@ class KGSF(CRSModel):
     """KGSF: word-KG (ConceptNet GCN) + entity-KG (DBpedia R-GCN) fused by MIM, gated user model."""
 
     config_file = Path(__file__).with_name("kgsf.yaml")
-    tasks = (REC,)
+    tasks = (REC, CONV)
 
     def __init__(self, config: dict, data: DatasetBundle) -> None:
         super().__init__(config, data)
@@ -41,7 +44,10 @@ class KGSF(CRSModel):
         self.recommender = KGRecommender(dim, data.num_items, config["item_bias"])        # Eq. 6-8
         self.register_buffer("item_entities", torch.tensor(data.items, dtype=torch.long),
                              persistent=False)
+        self.generator = KGEnhancedGenerator(data, dim, config["conv"], config["kg_decoder"],   # Eq. 10-18
+                                             config["copy"], config["faithful_original"])
         self._knowledge_cache: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._frozen_knowledge: tuple[tuple, tuple[torch.Tensor, torch.Tensor]] | None = None
 
     @contextmanager
     def inference(self) -> Iterator[None]:
@@ -67,10 +73,14 @@ class KGSF(CRSModel):
                                           self.recommender.parameters(),
                                           self.mim.parameters() if self.mim is not None else []),
                             validate=REC))
+        # lines 9-14: train the conversation module (Θ^d) on Eq. 19; the KG module stays frozen
+        stages.append(Stage("conv", CONV, self.conv_loss, self.generator.parameters, validate=CONV))
         return stages
 
     # --- batching -------------------------------------------------------------------------
-    def collate(self, instances: Sequence[RecInstance], task: str) -> dict:
+    def collate(self, instances: Sequence[RecInstance] | Sequence[Sample], task: str) -> dict:
+        if task == CONV:
+            return self._collate_conversation(instances)
         samples = [inst.sample for inst in instances]
         entities, entities_mask = pad_ids([s.context_entities for s in samples],
                                           max_len=self.config["max_context_entities"])
@@ -122,3 +132,64 @@ class KGSF(CRSModel):
     def recommend(self, batch: dict) -> torch.Tensor:
         word_reps, entity_reps = self._knowledge()
         return self._scores(word_reps, entity_reps, batch)
+
+    # --- conversation (§4.4) ----------------------------------------------------------------
+    def _collate_conversation(self, samples: Sequence[Sample]) -> dict:
+        conv = self.config["conv"]
+        batch = collate_conversation(samples, self.data.vocab, conv["max_context_tokens"],
+                                     conv["max_response_tokens"])
+        batch["entities"], batch["entities_mask"] = pad_ids([s.context_entities for s in samples],
+                                                            max_len=self.config["max_context_entities"])
+        batch["words"], batch["words_mask"] = pad_ids([s.context_words for s in samples],
+                                                      max_len=self.config["max_context_words"])
+        if self.config["faithful_original"]:        # the release counts padding as targets
+            batch["response_mask"] = torch.ones_like(batch["response_mask"])
+        return batch
+
+    def _knowledge_for_generation(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Eq. 1-2 outputs without gradients. The conversation stage freezes the KG encoders, so
+        they are encoded once and reused until any of their weights changes (tensor versions)."""
+        if self._knowledge_cache is not None:
+            return self._knowledge_cache
+        params = list(self.word_kg_encoder.parameters()) + list(self.entity_kg_encoder.parameters())
+        key = tuple((id(p), p._version, p.device) for p in params)
+        if self._frozen_knowledge is None or self._frozen_knowledge[0] != key:
+            with torch.no_grad():
+                self._frozen_knowledge = (key, (self.word_kg_encoder(), self.entity_kg_encoder()))
+        return self._frozen_knowledge[1]
+
+    def decode_start(self, batch: dict) -> tuple[GenerationState, int]:
+        """Encode the context (X), gather V^(C), N^(C) and the user's v(C), n(C) for the copy."""
+        word_reps, entity_reps = self._knowledge_for_generation()
+        cache = self.generator.transformer.decoder.start(self.generator.memories(batch, word_reps, entity_reps))
+        extras = {}
+        if self.generator.copy:
+            with torch.no_grad():      # the recommender's pooling is part of the frozen KG module
+                rec = self.recommender
+                user_words = rec.word_pooling(word_reps[batch["words"]], batch["words_mask"])
+                user_entities = rec.entity_pooling(entity_reps[batch["entities"]], batch["entities_mask"])
+            extras["copy"] = self.generator.copy_features(user_words, user_entities)
+        return GenerationState(cache, extras), batch["context"].shape[0]
+
+    def decode_step(self, last_tokens: torch.Tensor, state: GenerationState) -> tuple[torch.Tensor, GenerationState]:
+        hidden, cache = self.generator.transformer.decoder(last_tokens, state.cache)
+        log_probs = self.generator.log_probs(hidden[:, -1:], state.extras.get("copy"))[:, 0]
+        return log_probs, GenerationState(cache, state.extras)
+
+    def _teacher_forced(self, batch: dict, training: bool) -> torch.Tensor:
+        state, _ = self.decode_start(batch)
+        hidden, _ = self.generator.transformer.decoder(batch["response_in"], state.cache)
+        features = state.extras.get("copy")
+        if training:
+            return self.generator.training_log_probs(hidden, features)
+        return self.generator.log_probs(hidden, features)
+
+    def conv_loss(self, batch: dict) -> torch.Tensor:
+        """Eq. 19: mean NLL of the gold response tokens under Eq. 18's distribution."""
+        nll, count = sequence_nll(self._teacher_forced(batch, True), batch["response"], batch["response_mask"])
+        return nll.sum() / count.sum().clamp(min=1)
+
+    def response_nll(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """Gold-token NLL under the distribution used for decoding (padding never counted here)."""
+        mask = batch["response"] != 0
+        return sequence_nll(self._teacher_forced(batch, False), batch["response"], mask)
