@@ -2,32 +2,38 @@
 
 The context's entities are encoded by a featureless R-GCN over the DBpedia subgraph, pooled by
 self-attention into a user vector, and every candidate item is scored by a dot product with its
-entity representation plus an item bias. The conversation side (vocabulary bias from the user
-vector) belongs to the conversation stage and is not part of this file.
+entity representation plus an item bias.
+
+Conversation: a Transformer encoder-decoder over the context whose output logits get a
+vocabulary bias computed from the user vector, b_u = W_2 relu(W_1 u), which promotes words related
+to the entities the user talked about (the paper's §3.2). The recommender is frozen while the
+conversation stage trains.
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 
 from crsbench import register_model
-from crsbench.datasets.instances import RecInstance
+from crsbench.datasets.instances import RecInstance, Sample
 from crsbench.datasets.types import DatasetBundle
-from crsbench.models.base import REC, CRSModel, Stage
+from crsbench.models.base import CONV, REC, CRSModel, Stage
+from crsbench.models.conversation import GenerationState, ResponseGenerator, collate_conversation, sequence_nll
 from crsbench.models.graph import FeaturelessRGCN
 from crsbench.models.layers import AttentionPooling, pad_ids
 
 
 @register_model("kbrd")
 class KBRD(CRSModel):
-    """KBRD: R-GCN entity encoder + self-attentive user representation (recommender)."""
+    """KBRD: R-GCN entity encoder + self-attentive user representation, Transformer with a
+    user-dependent vocabulary bias."""
 
     config_file = Path(__file__).with_name("kbrd.yaml")
-    tasks = (REC,)
+    tasks = (REC, CONV)
+    knowledge_modules = ("entity_encoder",)
 
     def __init__(self, config: dict, data: DatasetBundle) -> None:
         super().__init__(config, data)
@@ -39,30 +45,69 @@ class KBRD(CRSModel):
         self.item_bias = torch.nn.Parameter(torch.zeros(data.num_items))
         self.register_buffer("item_entities", torch.tensor(data.items, dtype=torch.long),
                              persistent=False)
-        self._entity_cache: torch.Tensor | None = None
+        conv = config["conv"]
+        self.generator = ResponseGenerator(data, conv)
+        self.vocab_bias = torch.nn.Sequential(torch.nn.Linear(dim, conv["vocab_bias_hidden"]), torch.nn.ReLU(),
+                                              torch.nn.Linear(conv["vocab_bias_hidden"], len(data.vocab)))
 
-    @contextmanager
-    def inference(self) -> Iterator[None]:
-        """Encode the KG once for a whole evaluation."""
-        self._entity_cache = self.entity_encoder()
-        try:
-            yield
-        finally:
-            self._entity_cache = None
+    def encode_knowledge(self) -> torch.Tensor:
+        """Entity representations from the R-GCN: they do not depend on the context."""
+        return self.entity_encoder()
 
     def stages(self) -> list[Stage]:
-        return [Stage("rec", REC, self.rec_loss, self.parameters, validate=REC)]
+        recommender = lambda: [self.item_bias, *self.entity_encoder.parameters(),    # noqa: E731
+                               *self.user_attention.parameters()]
+        conversation = lambda: [*self.generator.parameters(), *self.vocab_bias.parameters()]  # noqa: E731
+        return [Stage("rec", REC, self.rec_loss, recommender, validate=REC),
+                Stage("conv", CONV, self.conv_loss, conversation, validate=CONV)]
 
-    def collate(self, instances: Sequence[RecInstance], task: str) -> dict:
-        entities, mask = pad_ids([inst.sample.context_entities for inst in instances],
+    def collate(self, instances: Sequence[RecInstance] | Sequence[Sample], task: str) -> dict:
+        samples = instances if task == CONV else [inst.sample for inst in instances]
+        entities, mask = pad_ids([s.context_entities for s in samples],
                                  max_len=self.config["max_context_entities"])
+        if task == CONV:
+            conv = self.config["conv"]
+            batch = collate_conversation(samples, self.data.vocab, conv["max_context_tokens"],
+                                         conv["max_response_tokens"])
+            return {**batch, "entities": entities, "entities_mask": mask}
         return {"entities": entities, "entities_mask": mask,
                 "target": torch.tensor([inst.target_index for inst in instances], dtype=torch.long)}
 
+    def _user(self, batch: dict, frozen: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Entity representations and the user vector of each context."""
+        entity_reps = self.knowledge(frozen)
+        return entity_reps, self.user_attention(entity_reps[batch["entities"]], batch["entities_mask"])
+
     def recommend(self, batch: dict) -> torch.Tensor:
-        entity_reps = self._entity_cache if self._entity_cache is not None else self.entity_encoder()
-        user = self.user_attention(entity_reps[batch["entities"]], batch["entities_mask"])
+        entity_reps, user = self._user(batch)
         return user @ entity_reps[self.item_entities].t() + self.item_bias
+
+    # --- conversation -----------------------------------------------------------------------
+    def decode_start(self, batch: dict) -> tuple[GenerationState, int]:
+        with torch.no_grad():                     # the recommender is frozen here
+            _, user = self._user(batch, frozen=True)
+        cache = self.generator.decoder.start([self.generator.encode(batch)])
+        return GenerationState(cache, {"bias": self.vocab_bias(user)}), batch["context"].shape[0]
+
+    def _log_probs(self, hidden: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        """Vocabulary logits R E^T plus the user's vocabulary bias b_u, normalised."""
+        return torch.log_softmax((self.generator.vocab_logits(hidden) + bias.unsqueeze(1)).float(), dim=-1)
+
+    def decode_step(self, last_tokens: torch.Tensor, state: GenerationState) -> tuple[torch.Tensor, GenerationState]:
+        hidden, cache = self.generator.decoder(last_tokens, state.cache)
+        return self._log_probs(hidden[:, -1:], state.extras["bias"])[:, 0], GenerationState(cache, state.extras)
+
+    def _teacher_forced(self, batch: dict) -> torch.Tensor:
+        state, _ = self.decode_start(batch)
+        hidden, _ = self.generator.decoder(batch["response_in"], state.cache)
+        return self._log_probs(hidden, state.extras["bias"])
+
+    def conv_loss(self, batch: dict) -> torch.Tensor:
+        nll, count = sequence_nll(self._teacher_forced(batch), batch["response"], batch["response_mask"])
+        return nll.sum() / count.sum().clamp(min=1)
+
+    def response_nll(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        return sequence_nll(self._teacher_forced(batch), batch["response"], batch["response_mask"])
 
     def rec_loss(self, batch: dict) -> torch.Tensor:
         return F.cross_entropy(self.recommend(batch), batch["target"])

@@ -12,9 +12,11 @@ def test_learns_the_training_targets(name, tiny_bundle):
     torch.manual_seed(0)
     cls = get_model(name)
     config = yaml.safe_load(cls.config_file.read_text())["model"]
+    if "conv" in config:
+        config["conv"]["dim"] = 8               # the fixture's word2vec size
     model = cls(config, tiny_bundle)
     train = build_instances(tiny_bundle)["train"]
-    stage = model.stages()[-1]
+    stage = next(s for s in model.stages() if s.name == "rec")
     batch = model.collate(train.rec, "rec")
     optimizer = torch.optim.Adam(stage.parameters(), lr=0.01)
     def loss_of():

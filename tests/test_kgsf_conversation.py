@@ -117,8 +117,11 @@ def test_generation_greedy_and_beam_with_empty_kg_context(tiny_bundle):
 
 def test_kg_encodings_are_reused_until_their_weights_change(tiny_bundle):
     model = _model(tiny_bundle)
-    first = model._knowledge_for_generation()
-    assert model._knowledge_for_generation()[1] is first[1]
+    first = model.knowledge(frozen=True)
+    assert model.knowledge(frozen=True)[1] is first[1]
+    model.generator.copy_output.weight.data.add_(1.0)      # not a KG weight: still reused
+    assert model.knowledge(frozen=True)[1] is first[1]
     with torch.no_grad():
         next(model.entity_kg_encoder.parameters()).add_(1.0)
-    assert model._knowledge_for_generation()[1] is not first[1]
+    second = model.knowledge(frozen=True)
+    assert second[1] is not first[1] and not torch.equal(second[1], first[1])

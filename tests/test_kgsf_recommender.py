@@ -82,7 +82,7 @@ def test_inference_scope_encodes_the_graphs_once_with_the_same_scores(tiny_bundl
             cached = [model.recommend(batch) for _ in range(3)]
     assert calls["n"] == 1
     assert all(torch.equal(plain, c) for c in cached)
-    assert model._knowledge_cache is None
+    assert model._knowledge_scope is None
 
 
 def test_mim_loss_balances_positives_and_negatives():

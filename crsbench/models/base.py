@@ -48,10 +48,15 @@ class CRSModel(nn.Module):
     #: What the model can be evaluated on: REC, CONV or both.
     tasks: ClassVar[tuple[str, ...]] = (REC,)
 
+    #: Submodules whose weights `encode_knowledge` reads (they key the frozen-knowledge cache).
+    knowledge_modules: ClassVar[tuple[str, ...]] = ()
+
     def __init__(self, config: dict, data: DatasetBundle) -> None:
         super().__init__()
         self.config = config          # the `model:` section of the resolved config
         self.data = data
+        self._knowledge_scope: Any = None                  # set inside inference()
+        self._knowledge_frozen: tuple[tuple, Any] | None = None
 
     # --- training -------------------------------------------------------------------------
     def fit(self, train: SplitInstances) -> None:
@@ -69,9 +74,32 @@ class CRSModel(nn.Module):
     # --- inference ------------------------------------------------------------------------
     @contextmanager
     def inference(self) -> Iterator[None]:
-        """Evaluation scope (weights fixed): a model may compute input-independent parts, such as
-        its knowledge-graph encodings, once on entry instead of once per batch."""
-        yield
+        """Evaluation scope (weights fixed): `encode_knowledge()` runs once on entry and `knowledge()`
+        returns that result until the scope ends, instead of re-encoding per batch."""
+        self._knowledge_scope = self.encode_knowledge()
+        try:
+            yield
+        finally:
+            self._knowledge_scope = None
+
+    def encode_knowledge(self) -> Any:
+        """Input-independent encodings, such as knowledge-graph node representations (None: none)."""
+        return None
+
+    def knowledge(self, frozen: bool = False) -> Any:
+        """`encode_knowledge()`, reused where it cannot have changed: inside `inference()`, or, with
+        `frozen=True` (a stage that does not train `knowledge_modules`), computed without gradients
+        and reused until one of those modules' weights changes (tensor version counters)."""
+        if self._knowledge_scope is not None:
+            return self._knowledge_scope
+        if not frozen:
+            return self.encode_knowledge()
+        params = [p for name in self.knowledge_modules for p in getattr(self, name).parameters()]
+        key = tuple((id(p), p._version, p.device) for p in params)
+        if self._knowledge_frozen is None or self._knowledge_frozen[0] != key:
+            with torch.no_grad():
+                self._knowledge_frozen = (key, self.encode_knowledge())
+        return self._knowledge_frozen[1]
 
     def recommend(self, batch: Any) -> torch.Tensor:
         """Scores [batch, num_items] over `data.items` for each instance of a REC batch."""

@@ -7,10 +7,9 @@ recommender frozen (§4.4, Eq. 19). The generic trainer runs the stages.
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
 from itertools import chain
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -33,6 +32,7 @@ class KGSF(CRSModel):
 
     config_file = Path(__file__).with_name("kgsf.yaml")
     tasks = (REC, CONV)
+    knowledge_modules = ("word_kg_encoder", "entity_kg_encoder")
 
     def __init__(self, config: dict, data: DatasetBundle) -> None:
         super().__init__(config, data)
@@ -46,17 +46,6 @@ class KGSF(CRSModel):
                              persistent=False)
         self.generator = KGEnhancedGenerator(data, dim, config["conv"], config["kg_decoder"],   # Eq. 10-18
                                              config["copy"], config["faithful_original"])
-        self._knowledge_cache: tuple[torch.Tensor, torch.Tensor] | None = None
-        self._frozen_knowledge: tuple[tuple, tuple[torch.Tensor, torch.Tensor]] | None = None
-
-    @contextmanager
-    def inference(self) -> Iterator[None]:
-        """Encode both KGs once for a whole evaluation (they do not depend on the context)."""
-        self._knowledge_cache = self._knowledge()
-        try:
-            yield
-        finally:
-            self._knowledge_cache = None
 
     # --- Algorithm 1 ----------------------------------------------------------------------
     def stages(self) -> list[Stage]:
@@ -96,10 +85,8 @@ class KGSF(CRSModel):
         return batch
 
     # --- losses and inference -------------------------------------------------------------
-    def _knowledge(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Word and entity representations (Eq. 1, 2), or the ones encoded for this evaluation."""
-        if self._knowledge_cache is not None:
-            return self._knowledge_cache
+    def encode_knowledge(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Word and entity representations (Eq. 1, 2): they do not depend on the context."""
         return self.word_kg_encoder(), self.entity_kg_encoder()
 
     def _mim(self, words_reps: torch.Tensor, entity_reps: torch.Tensor, batch: dict) -> torch.Tensor:
@@ -111,7 +98,7 @@ class KGSF(CRSModel):
 
     def mim_loss(self, batch: dict) -> torch.Tensor:
         """MIM pre-training objective (§4.2)."""
-        word_reps, entity_reps = self._knowledge()
+        word_reps, entity_reps = self.knowledge()
         return self._mim(word_reps, entity_reps, batch)
 
     def _scores(self, word_reps: torch.Tensor, entity_reps: torch.Tensor, batch: dict) -> torch.Tensor:
@@ -122,7 +109,7 @@ class KGSF(CRSModel):
 
     def rec_loss(self, batch: dict) -> dict[str, torch.Tensor]:
         """Eq. 9: cross-entropy over the candidate items + lambda * MIM loss."""
-        word_reps, entity_reps = self._knowledge()
+        word_reps, entity_reps = self.knowledge()
         rec = F.cross_entropy(self._scores(word_reps, entity_reps, batch), batch["target"])
         if self.mim is None:
             return {"loss": rec, "rec": rec}
@@ -130,7 +117,7 @@ class KGSF(CRSModel):
         return {"loss": rec + self.config["mim_weight"] * mim, "rec": rec, "mim": mim}
 
     def recommend(self, batch: dict) -> torch.Tensor:
-        word_reps, entity_reps = self._knowledge()
+        word_reps, entity_reps = self.knowledge()
         return self._scores(word_reps, entity_reps, batch)
 
     # --- conversation (§4.4) ----------------------------------------------------------------
@@ -146,21 +133,9 @@ class KGSF(CRSModel):
             batch["response_mask"] = torch.ones_like(batch["response_mask"])
         return batch
 
-    def _knowledge_for_generation(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Eq. 1-2 outputs without gradients. The conversation stage freezes the KG encoders, so
-        they are encoded once and reused until any of their weights changes (tensor versions)."""
-        if self._knowledge_cache is not None:
-            return self._knowledge_cache
-        params = list(self.word_kg_encoder.parameters()) + list(self.entity_kg_encoder.parameters())
-        key = tuple((id(p), p._version, p.device) for p in params)
-        if self._frozen_knowledge is None or self._frozen_knowledge[0] != key:
-            with torch.no_grad():
-                self._frozen_knowledge = (key, (self.word_kg_encoder(), self.entity_kg_encoder()))
-        return self._frozen_knowledge[1]
-
     def decode_start(self, batch: dict) -> tuple[GenerationState, int]:
         """Encode the context (X), gather V^(C), N^(C) and the user's v(C), n(C) for the copy."""
-        word_reps, entity_reps = self._knowledge_for_generation()
+        word_reps, entity_reps = self.knowledge(frozen=True)    # the KG module is frozen here
         cache = self.generator.transformer.decoder.start(self.generator.memories(batch, word_reps, entity_reps))
         extras = {}
         if self.generator.copy:
