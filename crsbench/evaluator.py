@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from crsbench.atomic import atomic_write
 from crsbench.datasets.instances import RecInstance, Sample, SplitInstances
-from crsbench.datasets.text import is_mention
+from crsbench.datasets.text import detokenize, is_mention, render_mentions
 from crsbench.errors import ConfigError, TrainingError
 from crsbench.metrics.generation import cut_response, generation_metrics, perplexity
 from crsbench.metrics.recommendation import check_ks, ranking_metrics, target_ranks
@@ -183,14 +183,21 @@ def evaluate_generation(model: CRSModel, split: SplitInstances, batch_size: int,
     if scores_nll:
         metrics["ppl"] = perplexity(torch.cat(nll_sums) if nll_sums else 0.0,
                                     torch.cat(counts) if counts else 0)
-    items = model.data.items
+    items, titles, mention_titles = model.data.items, model.data.item_titles, model.data.mention_titles()
     records = []
     for i, (sample, response) in enumerate(zip(split.samples, generated)):
+        # movie mentions shown as titles; "generated_tokens" keeps the model's exact output
         record = {"sample_id": sample.sample_id, "conv_id": sample.conv_id,
-                  "turn_index": sample.turn_index, "context": [t.text for t in sample.context],
-                  "gold": sample.response.text, "generated": " ".join(response)}
+                  "turn_index": sample.turn_index,
+                  "context": [f"{t.role}: {render_mentions(t.text, mention_titles)}" for t in sample.context],
+                  "gold": render_mentions(sample.response.text, mention_titles),
+                  "generated": detokenize(response, mention_titles),
+                  "generated_tokens": " ".join(response),
+                  "generated_items": [model.data.mention_items[t] for t in response
+                                      if t in model.data.mention_items]}
         if recommends:
             record["recommended"] = [items[j] for j in recommended[i]]
+            record["recommended_titles"] = [titles.get(items[j], "") for j in recommended[i]]
         records.append(record)
     return {f"gen/{k}": v for k, v in metrics.items()}, records
 

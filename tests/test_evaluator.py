@@ -114,6 +114,7 @@ class FixedTalker(FixedScores):
 
 
 def test_generation_metrics_by_hand(tiny_bundle):
+    tiny_bundle.mention_items = {"@100": 0, "@101": 1}
     test = build_instances(tiny_bundle)["test"]
     model = FixedTalker(tiny_bundle)
     metrics, records = evaluate_generation(model, test, batch_size=1, max_length=20, beam_size=1)
@@ -128,9 +129,12 @@ def test_generation_metrics_by_hand(tiny_bundle):
     # nothing -> 0; mean 1/6
     assert metrics["gen/bleu@1"] == pytest.approx(1 / 6)
     assert metrics["gen/ppl"] == pytest.approx(math.exp((2.0 + 4.0) / (3 + 2)))
-    assert records[0]["generated"] == "@101 is good" and records[1]["generated"] == "is good"
-    assert records[0]["gold"] == "@101 and @100" and records[0]["context"] == ["like @100"]
+    # text output shows movies by title; the exact tokens and the generated items are kept too
+    assert records[0]["generated"] == "Movie 1 is good" and records[1]["generated"] == "is good"
+    assert records[0]["generated_tokens"] == "@101 is good" and records[0]["generated_items"] == [1]
+    assert records[0]["gold"] == "Movie 1 and Movie 0" and records[0]["context"] == ["seeker: like Movie 0"]
     assert records[1]["recommended"] == [0, 1, 2, 3, 4, 5]
+    assert records[1]["recommended_titles"][:2] == ["Movie 0", "Movie 1"]
     # x2's sample has a target, so both samples were asked for a recommendation, once each
     assert sorted(model.seen) == [0, 1]
 

@@ -91,3 +91,12 @@ def test_perplexity_from_per_sample_values():
     assert perplexity(1e6, 1) == float("inf")                   # overflow -> inf, no exception
     with pytest.raises(TrainingError, match="NaN"):
         perplexity([float("nan")], [3])
+
+
+def test_detokenize_renders_titles_and_punctuation():
+    from crsbench.datasets.text import detokenize, render_mentions
+    titles = {"@1": "Up (2009)"}
+    assert detokenize(["have", "you", "seen", "@1", "?", "it's", "great", "!"], titles) == \
+        "have you seen Up (2009)? it's great!"
+    assert detokenize(["@2", ",", "(", "sure", ")"], titles) == "@2, (sure)"
+    assert render_mentions("try @1 or @ 1 or @3", titles) == "try Up (2009) or Up (2009) or @3"

@@ -108,3 +108,7 @@ class DatasetBundle:
     @property
     def num_items(self) -> int:
         return len(self.items)
+
+    def mention_titles(self) -> dict[str, str]:
+        """Movie-mention token -> readable title, for text output."""
+        return {token: self.item_titles.get(item, token) for token, item in self.mention_items.items()}
