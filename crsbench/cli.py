@@ -1,4 +1,4 @@
-"""Command-line interface: `crsbench run | evaluate | compare | list`."""
+"""Command-line interface: `crsbench run | evaluate | compare | chat | human-eval | list`."""
 from __future__ import annotations
 
 import argparse
@@ -38,6 +38,26 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         atomic_write_text(args.csv, table.to_csv())
     if args.markdown:
         atomic_write_text(args.markdown, markdown + "\n")
+    return 0
+
+
+def _cmd_chat(args: argparse.Namespace) -> int:
+    from crsbench.chat import load_session, run_chat
+    return run_chat(load_session(args.run, args.data_dir, args.top_k, args.beam))
+
+
+def _cmd_human_export(args: argparse.Namespace) -> int:
+    from crsbench.human_eval import export_sheet
+    summary = export_sheet([Path(r) for r in args.runs], Path(args.out), args.n, args.seed, args.split)
+    print(f"wrote {summary['rows']} rows ({summary['dialogues']} dialogues x {len(summary['systems'])} systems) "
+          f"to {summary['sheet']}; key: {summary['key']} (keep it from the annotators)")
+    return 0
+
+
+def _cmd_human_import(args: argparse.Namespace) -> int:
+    from crsbench.human_eval import format_report, import_scores
+    print(format_report(import_scores([Path(s) for s in args.sheets], Path(args.key),
+                                      (args.scale_min, args.scale_max))))
     return 0
 
 
@@ -88,6 +108,29 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("--csv", help="also write the table as CSV to this file")
     cmp_.add_argument("--markdown", help="also write the Markdown table to this file")
     cmp_.set_defaults(func=_cmd_compare)
+
+    chat = sub.add_parser("chat", help="talk to a trained model (reads stdin; works piped too)")
+    chat.add_argument("--run", required=True, help="a finished run of a model with a conversation side")
+    chat.add_argument("--top-k", type=int, default=5, help="recommended movies shown per turn")
+    chat.add_argument("--beam", type=int, help="beam width (default: the run's eval.beam_size)")
+    chat.add_argument("--data-dir", help="data directory, if it moved since the run")
+    chat.set_defaults(func=_cmd_chat)
+
+    human = sub.add_parser("human-eval", help="blind human evaluation sheets (KGSF Table 4)")
+    hsub = human.add_subparsers(dest="action", required=True)
+    hexp = hsub.add_parser("export", help="sample N dialogues with every run's response into a CSV")
+    hexp.add_argument("--runs", nargs="+", required=True, help="run directories (after `evaluate --dump`)")
+    hexp.add_argument("--out", required=True, help="the CSV sheet for annotators; a .key.json goes beside it")
+    hexp.add_argument("-n", type=int, default=100, help="dialogues to sample")
+    hexp.add_argument("--seed", type=int, default=0)
+    hexp.add_argument("--split", default="test")
+    hexp.set_defaults(func=_cmd_human_export)
+    himp = hsub.add_parser("import", help="mean Fluency/Informativeness per system and agreement")
+    himp.add_argument("--sheets", nargs="+", required=True, help="one scored copy of the sheet per annotator")
+    himp.add_argument("--key", required=True, help="the .key.json written by export")
+    himp.add_argument("--scale-min", type=int, default=0)
+    himp.add_argument("--scale-max", type=int, default=2)
+    himp.set_defaults(func=_cmd_human_import)
 
     lst = sub.add_parser("list", help="registered models, datasets and metrics")
     lst.set_defaults(func=_cmd_list)

@@ -155,9 +155,8 @@ def run_experiment(model_name: str | None, dataset_name: str | None, *, config_f
         logger.remove(log_sink)
 
 
-def evaluate_run(run_dir: str | Path, *, dump: bool = False, data_dir: str | None = None) -> RunResult:
-    """Re-score a finished run from its saved config and weights (no training) and update the database."""
-    run_dir = Path(run_dir)
+def _load_run(run_dir: Path, data_dir: str | None) -> tuple[dict, dict, LoadedDataset, CRSModel]:
+    """A finished run's metadata, config, data and model with its trained weights (eval mode)."""
     meta_path, weights = run_dir / RUN_META, run_dir / WEIGHTS_FILE
     if not meta_path.exists() or not weights.exists():
         raise ConfigError(f"{run_dir}: no finished run here (need {RUN_META} and {WEIGHTS_FILE})",
@@ -170,7 +169,20 @@ def evaluate_run(run_dir: str | Path, *, dump: bool = False, data_dir: str | Non
     data = load_dataset(meta["dataset"], config["data"])
     model = get_model(meta["model"])(config["model"], data.bundle)
     model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-    model.to(resolve_device(config["run"]["device"]))
+    model.to(resolve_device(config["run"]["device"])).eval()
+    return meta, config, data, model
+
+
+def load_trained(run_dir: str | Path, data_dir: str | None = None) -> tuple[CRSModel, dict]:
+    """The trained model of a finished run (eval mode) and the run's resolved config."""
+    _, config, _, model = _load_run(Path(run_dir), data_dir)
+    return model, config
+
+
+def evaluate_run(run_dir: str | Path, *, dump: bool = False, data_dir: str | None = None) -> RunResult:
+    """Re-score a finished run from its saved config and weights (no training) and update the database."""
+    run_dir = Path(run_dir)
+    meta, config, data, model = _load_run(run_dir, data_dir)
     t0 = time.perf_counter()
     metrics = _evaluate(model, data, config, run_dir, dump)
     previous = json.loads((run_dir / METRICS_FILE).read_text()) if (run_dir / METRICS_FILE).exists() else {}

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -88,3 +89,16 @@ def redial(real_data_dir, real_cache_dir):
         config_file = None
     config = resolve_config(NoModel, get_dataset("redial"), None, [f"data.cache_dir={real_cache_dir}"])
     return load_dataset("redial", config["data"], real_data_dir)
+
+
+def small_redial(real_data_dir, tmp_path, sizes=(60, 15, 15)):
+    """A ReDial data directory with the first conversations of each real split and the real graphs."""
+    root = tmp_path / "data" / "redial"
+    root.mkdir(parents=True)
+    for entry in (real_data_dir / "redial").iterdir():
+        if not entry.name.endswith("_data.jsonl"):
+            (root / entry.name).symlink_to(entry)
+    for split, size in zip(("train", "valid", "test"), sizes):
+        with open(real_data_dir / "redial" / f"{split}_data.jsonl") as src:
+            (root / f"{split}_data.jsonl").write_text("".join(islice(src, size)))
+    return tmp_path / "data"

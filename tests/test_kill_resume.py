@@ -9,28 +9,16 @@ import signal
 import subprocess
 import sys
 import time
-from itertools import islice
 
 import torch
 
+from conftest import small_redial
 from crsbench.trainer import checkpoint
 
 SETTINGS = ["model.dim=16", "train.batch_size=4", "stages.pretrain.epochs=1", "stages.rec.epochs=3",
             "stages.rec.early_stop_metric=recall@1+recall@50", "stages.rec.early_stop_patience=5",
             "eval.splits=[test]", "eval.views=[all,cold_start]",
             "stages.conv.epochs=1", "stages.conv.batch_size=16", "model.conv.layers=1", "eval.max_length=5"]
-
-
-def _small_redial(real_data_dir, tmp_path, sizes=(60, 15, 15)):
-    root = tmp_path / "data" / "redial"
-    root.mkdir(parents=True)
-    for entry in (real_data_dir / "redial").iterdir():
-        if not entry.name.endswith("_data.jsonl"):
-            (root / entry.name).symlink_to(entry)
-    for split, size in zip(("train", "valid", "test"), sizes):
-        with open(real_data_dir / "redial" / f"{split}_data.jsonl") as src:
-            (root / f"{split}_data.jsonl").write_text("".join(islice(src, size)))
-    return tmp_path / "data"
 
 
 def _start(args, env):
@@ -44,7 +32,7 @@ def _run_dir(out):
 
 
 def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(real_data_dir, tmp_path):
-    data = _small_redial(real_data_dir, tmp_path)
+    data = small_redial(real_data_dir, tmp_path)
     env = {**os.environ, "CRSBENCH_CACHE": str(tmp_path / "cache")}
     common = ["run", "--model", "kgsf", "--dataset", "redial", "--data-dir", str(data), "--seed", "7"]
     sets = [a for s in SETTINGS for a in ("--set", s)]
