@@ -24,6 +24,7 @@ from crsbench.models.base import CONV, REC, CRSModel
 from crsbench.registry import get_dataset, get_model
 from crsbench.results.store import ResultStore, code_version
 from crsbench.trainer import Trainer
+from crsbench.trainer.trainer import selected_tasks
 from crsbench.trainer.seeding import resolve_device, seed_everything
 
 RUN_META = "run.json"
@@ -60,15 +61,16 @@ def _evaluate(model: CRSModel, data: LoadedDataset, config: dict, run_dir: Path,
               dump: bool) -> dict[str, float]:
     """Score `model` on every configured split with the shared protocol; keys are "split/view/metric"."""
     ev = config["eval"]
+    tasks = selected_tasks(model, config)
     metrics: dict[str, float] = {}
     for split in ev["splits"]:
         instances = data.instances[split]
         records: list[dict] = []
-        if REC in model.tasks:
+        if REC in tasks:
             found, recs = evaluate_recommendation(model, instances, ev["views"], ev["ks"], ev["batch_size"])
             metrics.update({f"{split}/{k}": v for k, v in found.items()})
             records += [{"task": REC, **r} for r in recs]
-        if CONV in model.tasks:
+        if CONV in tasks:
             found, gens = evaluate_generation(model, instances, ev["batch_size"], ev["max_length"],
                                               ev["beam_size"])
             metrics.update({f"{split}/{k}": v for k, v in found.items()})

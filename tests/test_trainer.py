@@ -118,3 +118,13 @@ def test_tensorboard_scalars_are_written(tiny_bundle, tmp_path):
     config = _config("train.log_every=1", "stages.rec.early_stop_metric=recall@50")
     _train(tiny_bundle, tmp_path, config)
     assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_run_tasks_selects_the_stages(tiny_bundle, tmp_path):
+    from crsbench.errors import ConfigError
+    _, summary = _train(tiny_bundle, tmp_path / "a", _config("run.tasks=[rec]"))
+    assert [s["stage"] for s in summary["stages"]] == ["pretrain", "rec"]
+    _, summary = _train(tiny_bundle, tmp_path / "b", _config("run.tasks=[conv]", "stages.conv.epochs=1"))
+    assert [s["stage"] for s in summary["stages"]] == ["conv"]
+    with pytest.raises(ConfigError, match="run.tasks"):
+        _train(tiny_bundle, tmp_path / "c", _config("run.tasks=[chat]"))

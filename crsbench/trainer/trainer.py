@@ -58,6 +58,19 @@ def early_stop_value(expression: str, metrics: dict[str, float]) -> tuple[float,
     return total, not lower
 
 
+def selected_tasks(model: CRSModel, config: dict) -> tuple[str, ...]:
+    """The model's tasks that `run.tasks` keeps (null: all): stages of other tasks are skipped and
+    those tasks are not evaluated, e.g. run.tasks=[rec] for a recommendation-only KGSF run."""
+    wanted = config["run"]["tasks"]
+    if wanted is None:
+        return tuple(model.tasks)
+    unknown = [t for t in wanted if t not in model.tasks]
+    if unknown or not wanted:
+        raise ConfigError(f"run.tasks: {wanted!r} is not a non-empty subset of {type(model).__name__}'s "
+                          f"tasks {list(model.tasks)}", hint=f"use e.g. run.tasks=[{model.tasks[0]}], or null for all")
+    return tuple(t for t in model.tasks if t in wanted)
+
+
 class Trainer:
     """Runs `model.fit` on the train split, then each declared stage, with checkpoints in run_dir."""
 
@@ -81,7 +94,8 @@ class Trainer:
     def fit(self, resume: bool = False) -> dict:
         """Train every stage; returns per-stage summaries. Final weights go to run_dir/model.pt."""
         self.model.fit(self.instances["train"])
-        stages = self.model.stages()
+        tasks = selected_tasks(self.model, self.config)
+        stages = [stage for stage in self.model.stages() if stage.task in tasks]
         state = self._load_progress() if resume else None
         summaries: list[dict] = state["summaries"] if state else []
         first_stage = state["stage_index"] if state else 0
