@@ -148,22 +148,25 @@ def evaluate_generation(model: CRSModel, split: SplitInstances, batch_size: int,
     first: dict[int, RecInstance] = {}
     for inst in split.rec:
         first.setdefault(inst.sample.sample_id, inst)
-    generated: list[list[str]] = []
-    recommended: list[list[int]] = []
+    generated: dict[int, list[str]] = {}           # sample id -> response
+    recommended: dict[int, list[int]] = {}
+    # batches of similar context length waste less work on padding; results return to split order
+    by_length = sorted(split.samples, key=lambda s: sum(len(t.tokens) for t in s.context))
     nll_sums: list[torch.Tensor] = []
     counts: list[torch.Tensor] = []
     scores_nll = True
     was_training = _inference(model)
     try:
         with model.inference():
-            for chunk in _batches(split.samples, batch_size, f"generate {split.split}"):
+            for chunk in _batches(by_length, batch_size, f"generate {split.split}"):
                 batch = move_to(model.collate(chunk, CONV), model.device)
                 out = model.generate(batch, max_length, beam_size)
                 if len(out) != len(chunk):
                     raise TrainingError(f"{type(model).__name__}.generate returned {len(out)} responses "
                                         f"for {len(chunk)} samples",
                                         hint="return one token list per sample of the batch")
-                generated += [cut_response(r) for r in out]
+                for sample, response in zip(chunk, out):
+                    generated[sample.sample_id] = cut_response(response)
                 if scores_nll:
                     try:
                         nll, count = model.response_nll(batch)
@@ -175,9 +178,12 @@ def evaluate_generation(model: CRSModel, split: SplitInstances, batch_size: int,
                 if recommends:
                     scores = _score(model, [_query(s, first) for s in chunk])
                     k = min(TOP_K_RECORDED, scores.shape[1])
-                    recommended += torch.topk(scores, k, dim=1).indices.cpu().tolist()
+                    for sample, top in zip(chunk, torch.topk(scores, k, dim=1).indices.cpu().tolist()):
+                        recommended[sample.sample_id] = top
     finally:
         model.train(was_training)
+    generated = [generated[s.sample_id] for s in split.samples]        # back to split order
+    recommended = [recommended[s.sample_id] for s in split.samples] if recommends else []
     references = [s.response.tokens for s in split.samples]
     metrics = generation_metrics(generated, references, is_mention)
     if scores_nll:

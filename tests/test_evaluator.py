@@ -204,3 +204,17 @@ def test_real_redial_test_split_against_an_independent_count(redial):
     assert metrics["all/recall@50"] == pytest.approx(in_context)
     assert metrics["all/count"] == len(test.rec) == len(records)
     assert all(r["rank"] == redial.bundle.num_items for r in records if "cold_start" in r["views"])
+
+
+def test_generation_batches_by_length_but_reports_in_split_order(tiny_bundle):
+    from crsbench.datasets.instances import SplitInstances
+    test = build_instances(tiny_bundle)["test"]
+    # longest context first: the evaluator decodes the shorter one first, then restores this order
+    samples = sorted(test.samples, key=lambda s: -sum(len(t.tokens) for t in s.context))
+    assert [s.sample_id for s in samples] == [1, 0]
+    reordered = SplitInstances("test", samples, test.rec, test.views)
+    model = FixedTalker(tiny_bundle)
+    _, records = evaluate_generation(model, reordered, batch_size=1, max_length=20, beam_size=1)
+    assert [r["sample_id"] for r in records] == [1, 0]
+    assert records[0]["generated"] == "is good" and records[1]["generated"] == "@101 is good"
+    assert model.seen == [0, 1]                          # asked in length order
