@@ -128,3 +128,21 @@ def test_run_tasks_selects_the_stages(tiny_bundle, tmp_path):
     assert [s["stage"] for s in summary["stages"]] == ["conv"]
     with pytest.raises(ConfigError, match="run.tasks"):
         _train(tiny_bundle, tmp_path / "c", _config("run.tasks=[chat]"))
+
+
+def test_length_buckets_cover_every_instance_once_with_little_padding():
+    from crsbench.trainer.trainer import batch_order
+    lengths = [int(x) for x in torch.randint(1, 300, (1000,), generator=torch.Generator().manual_seed(1))]
+    seeded = lambda n: torch.Generator().manual_seed(n)        # noqa: E731
+    plain = batch_order(1000, 32, None, seeded(0))
+    bucketed = batch_order(1000, 32, lengths, seeded(0))
+    for batches in (plain, bucketed):
+        assert sorted(i for b in batches for i in b) == list(range(1000))
+        assert all(len(b) <= 32 for b in batches)
+    assert bucketed == batch_order(1000, 32, lengths, seeded(0))          # deterministic per seed
+    assert bucketed != batch_order(1000, 32, lengths, seeded(1))
+    padded = lambda batches: sum(len(b) * max(lengths[i] for i in b) for b in batches)   # noqa: E731
+    assert padded(bucketed) < 0.7 * padded(plain)
+    # batches are not served shortest-first
+    firsts = [max(lengths[i] for i in b) for b in bucketed[:10]]
+    assert firsts != sorted(firsts)

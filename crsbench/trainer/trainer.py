@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from crsbench.atomic import atomic_write
 from crsbench.config.loader import stage_settings
-from crsbench.datasets.instances import SplitInstances
+from crsbench.datasets.instances import RecInstance, Sample, SplitInstances
 from crsbench.errors import ConfigError, TrainingError
 from crsbench.models.base import CONV, REC, CRSModel, Stage, move_to
 from crsbench.trainer import checkpoint
@@ -56,6 +56,33 @@ def early_stop_value(expression: str, metrics: dict[str, float]) -> tuple[float,
                               hint=f"available: {', '.join(sorted(metrics))}")
         total += metrics[key]
     return total, not lower
+
+
+BUCKET_POOL = 50         # batches whose instances are sorted by length together
+
+
+def instance_length(instance: RecInstance | Sample) -> int:
+    """Context length in tokens: what padding, and so the encoder's cost, depends on."""
+    sample = instance.sample if isinstance(instance, RecInstance) else instance
+    return sum(len(turn.tokens) for turn in sample.context)
+
+
+def batch_order(num: int, size: int, lengths: list[int] | None, generator: torch.Generator) -> list[list[int]]:
+    """One epoch's batches of instance indices, a deterministic function of the generator's seed.
+
+    Without lengths: a random permutation cut into batches. With lengths: the permutation is cut
+    into pools of BUCKET_POOL batches, each pool sorted by length before it is cut into batches (so
+    a batch pads little), and the batches are shuffled again (so lengths do not follow a schedule).
+    """
+    order = torch.randperm(num, generator=generator).tolist()
+    if lengths is None:
+        return [order[i:i + size] for i in range(0, num, size)]
+    batches = []
+    for start in range(0, num, size * BUCKET_POOL):
+        pool = sorted(order[start:start + size * BUCKET_POOL], key=lambda i: lengths[i])
+        batches += [pool[i:i + size] for i in range(0, len(pool), size)]
+    shuffle = torch.randperm(len(batches), generator=generator).tolist()
+    return [batches[i] for i in shuffle]
 
 
 def selected_tasks(model: CRSModel, config: dict) -> tuple[str, ...]:
@@ -189,15 +216,13 @@ class Trainer:
                      optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, s: dict,
                      use_amp: bool) -> float:
         self.model.train()
-        order = torch.randperm(len(instances), generator=torch.Generator().manual_seed(
-            self.seed * 1_000_003 + index * 10_007 + epoch)).tolist()
-        size = s["batch_size"]
+        lengths = [instance_length(x) for x in instances] if s["length_buckets"] else None
+        batches = batch_order(len(instances), s["batch_size"], lengths, torch.Generator().manual_seed(
+            self.seed * 1_000_003 + index * 10_007 + epoch))
         total, count = 0.0, 0
-        bar = tqdm(range(0, len(order), size), desc=f"{stage.name} epoch {epoch + 1}", leave=False,
-                   mininterval=5.0)
-        for step, start in enumerate(bar):
-            batch = move_to(self.model.collate([instances[i] for i in order[start:start + size]], stage.task),
-                            self.device)
+        bar = tqdm(batches, desc=f"{stage.name} epoch {epoch + 1}", leave=False, mininterval=5.0)
+        for step, rows in enumerate(bar):
+            batch = move_to(self.model.collate([instances[i] for i in rows], stage.task), self.device)
             autocast = torch.autocast("cuda", dtype=torch.float16) if use_amp else nullcontext()
             with autocast:
                 out = stage.loss(batch)
