@@ -17,6 +17,7 @@ import yaml
 from loguru import logger
 
 from crsbench.atomic import atomic_write, atomic_write_json
+from crsbench.datasets.jsonl import read_jsonl
 from crsbench.errors import ConfigError, DataError
 
 COLUMNS = ["item_id", "dialogue", "context", "response", "fluency", "informativeness"]
@@ -49,25 +50,17 @@ def _read_conv(run_dir: Path, split: str) -> dict[int, dict]:
         raise DataError(f"{path}: predictions file not found",
                         hint=f"dump the predictions first: crsbench evaluate --run {run_dir} --dump")
     records: dict[int, dict] = {}
-    with path.open(encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}, line {line_no}: not valid JSON ({exc.msg})",
-                                hint="re-create the file with `crsbench evaluate --run DIR --dump`") from None
-            if record.get("task") != "conv":
-                continue
-            missing = [k for k in _CONV_KEYS if k not in record]
-            if missing:
-                raise DataError(f"{path}, line {line_no}: conv record lacks key(s) {', '.join(missing)}",
-                                hint="re-create the file with `crsbench evaluate --run DIR --dump`")
-            if record["sample_id"] in records:
-                raise DataError(f"{path}, line {line_no}: sample_id {record['sample_id']} appears twice",
-                                hint="re-create the file with `crsbench evaluate --run DIR --dump`")
-            records[record["sample_id"]] = record
+    for line_no, record in read_jsonl(path):
+        if record.get("task") != "conv":
+            continue
+        missing = [k for k in _CONV_KEYS if k not in record]
+        if missing:
+            raise DataError(f"{path}, line {line_no}: conv record lacks key(s) {', '.join(missing)}",
+                            hint="re-create the file with `crsbench evaluate --run DIR --dump`")
+        if record["sample_id"] in records:
+            raise DataError(f"{path}, line {line_no}: sample_id {record['sample_id']} appears twice",
+                            hint="re-create the file with `crsbench evaluate --run DIR --dump`")
+        records[record["sample_id"]] = record
     if not records:
         raise DataError(f"{path}: no conv predictions (does this model generate responses?)",
                         hint="human evaluation needs runs of models with a conversation task")

@@ -102,3 +102,17 @@ def small_redial(real_data_dir, tmp_path, sizes=(60, 15, 15)):
         with open(real_data_dir / "redial" / f"{split}_data.jsonl") as src:
             (root / f"{split}_data.jsonl").write_text("".join(islice(src, size)))
     return tmp_path / "data"
+
+
+def check_generation(model, batch, num_samples: int, max_length: int = 6) -> None:
+    """Greedy and beam-3 decoding give one in-vocabulary response per sample, at most max_length
+    long, and the gold responses' NLL is finite (shared by the conversation-model tests)."""
+    import torch
+    with torch.no_grad(), model.inference():
+        greedy = model.generate(batch, max_length, 1)
+        beam = model.generate(batch, max_length, 3)
+        nll, count = model.response_nll(batch)
+    assert len(greedy) == len(beam) == num_samples
+    assert all(1 <= len(r) <= max_length for r in greedy + beam)
+    assert all(t in model.data.vocab.index for r in greedy + beam for t in r)
+    assert torch.isfinite(nll).all() and (count > 0).all()

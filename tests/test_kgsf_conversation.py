@@ -7,6 +7,7 @@ import pytest
 import torch
 import yaml
 
+from conftest import check_generation
 from crsbench.datasets.instances import build_instances
 from crsbench.models.base import CONV
 from crsbench.models.kgsf import KGSF
@@ -106,13 +107,7 @@ def test_generation_greedy_and_beam_with_empty_kg_context(tiny_bundle):
     batch = model.collate(samples, CONV)
     batch["words_mask"][:] = False                      # no linked word or entity anywhere
     batch["entities_mask"][:] = False
-    with torch.no_grad(), model.inference():
-        greedy = model.generate(batch, 6, 1)
-        beam = model.generate(batch, 6, 3)
-        nll, count = model.response_nll(batch)
-    assert len(greedy) == len(beam) == len(samples)
-    assert all(1 <= len(r) <= 6 for r in greedy + beam)
-    assert torch.isfinite(nll).all() and (count > 0).all()
+    check_generation(model, batch, len(samples))
 
 
 def test_kg_encodings_are_reused_until_their_weights_change(tiny_bundle):

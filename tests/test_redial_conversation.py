@@ -8,6 +8,7 @@ import pytest
 import torch
 import yaml
 
+from conftest import check_generation
 from crsbench.datasets.instances import build_instances
 from crsbench.models.base import CONV
 from crsbench.registry import get_model
@@ -95,15 +96,7 @@ def test_incremental_decoding_scores_what_teacher_forcing_scores(bundle):
 
 def _generates(model, samples):
     model.eval()
-    batch = model.collate(samples, CONV)
-    with torch.no_grad(), model.inference():
-        greedy = model.generate(batch, 6, 1)
-        beam = model.generate(batch, 6, 3)
-        nll, count = model.response_nll(batch)
-    assert len(greedy) == len(beam) == len(samples)
-    assert all(1 <= len(r) <= 6 for r in greedy + beam)
-    assert all(t in model.data.vocab.index for r in greedy + beam for t in r)
-    assert torch.isfinite(nll).all() and (count > 0).all()
+    check_generation(model, model.collate(samples, CONV), len(samples))
 
 
 def test_greedy_and_beam_generation(bundle):
