@@ -18,7 +18,7 @@ from crsbench.trainer import checkpoint
 SETTINGS = ["model.dim=16", "train.batch_size=4", "stages.pretrain.epochs=1", "stages.rec.epochs=3",
             "stages.rec.early_stop_metric=recall@1+recall@50", "stages.rec.early_stop_patience=5",
             "eval.splits=[test]", "eval.views=[all,cold_start]",
-            "stages.conv.epochs=1", "stages.conv.batch_size=16", "model.conv.layers=1", "eval.max_length=5"]
+            "run.tasks=[rec]"]    # the recommender stages; resuming across the conversation stage is in test_trainer
 
 
 def _start(args, env):
