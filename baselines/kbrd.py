@@ -21,7 +21,8 @@ from crsbench import register_model
 from crsbench.datasets.instances import RecInstance, Sample
 from crsbench.datasets.types import DatasetBundle
 from crsbench.models.base import CONV, REC, CRSModel, Stage
-from crsbench.models.conversation import GenerationState, ResponseGenerator, collate_conversation, sequence_nll
+from crsbench.models.conversation import (GenerationState, ResponseGenerator, collate_conversation,
+                                          generation_loss, sequence_nll)
 from crsbench.models.graph import FeaturelessRGCN
 from crsbench.models.layers import AttentionPooling, pad_ids
 
@@ -103,8 +104,7 @@ class KBRD(CRSModel):
         return self._log_probs(hidden, state.extras["bias"])
 
     def conv_loss(self, batch: dict) -> torch.Tensor:
-        nll, count = sequence_nll(self._teacher_forced(batch), batch["response"], batch["response_mask"])
-        return nll.sum() / count.sum().clamp(min=1)
+        return generation_loss(self._teacher_forced(batch), batch["response"], batch["response_mask"])
 
     def response_nll(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         return sequence_nll(self._teacher_forced(batch), batch["response"], batch["response_mask"])

@@ -35,7 +35,7 @@ from crsbench import register_model
 from crsbench.datasets.instances import RecInstance, Sample
 from crsbench.datasets.types import DatasetBundle
 from crsbench.models.base import CONV, REC, CRSModel, Stage
-from crsbench.models.conversation import sequence_nll
+from crsbench.models.conversation import generation_loss, sequence_nll
 
 LIKED, DISLIKED, UNKNOWN = 1.0, -1.0, 0.5
 
@@ -121,8 +121,7 @@ class ReDialRecommender(CRSModel):
 
     def conv_loss(self, batch: dict) -> torch.Tensor:
         """Mean NLL of the gold response tokens under the switch's mixture (padding ignored)."""
-        nll, count = sequence_nll(self._teacher_forced(batch), batch["response"], batch["response_mask"])
-        return nll.sum() / count.sum().clamp(min=1)
+        return generation_loss(self._teacher_forced(batch), batch["response"], batch["response_mask"])
 
     def response_nll(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         return sequence_nll(self._teacher_forced(batch), batch["response"], batch["response_mask"])

@@ -17,7 +17,8 @@ import torch.nn.functional as F
 from crsbench.datasets.instances import RecInstance, Sample
 from crsbench.datasets.types import DatasetBundle
 from crsbench.models.base import CONV, REC, CRSModel, Stage
-from crsbench.models.conversation import GenerationState, collate_conversation, sequence_nll
+from crsbench.models.conversation import (GenerationState, collate_conversation, generation_loss,
+                                          sequence_nll)
 from crsbench.models.kgsf.generator import KGEnhancedGenerator
 from crsbench.models.kgsf.knowledge import EntityKGEncoder, WordKGEncoder
 from crsbench.models.kgsf.mim import MutualInformationMaximization
@@ -161,8 +162,7 @@ class KGSF(CRSModel):
 
     def conv_loss(self, batch: dict) -> torch.Tensor:
         """Eq. 19: mean NLL of the gold response tokens under Eq. 18's distribution."""
-        nll, count = sequence_nll(self._teacher_forced(batch, True), batch["response"], batch["response_mask"])
-        return nll.sum() / count.sum().clamp(min=1)
+        return generation_loss(self._teacher_forced(batch, True), batch["response"], batch["response_mask"])
 
     def response_nll(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         """Gold-token NLL under the distribution used for decoding (padding never counted here)."""
