@@ -1,0 +1,74 @@
+"""run.init_from: a conversation-only run starts from a finished recommender run's weights, keeps
+them frozen, and refuses sources that cannot stand in for the skipped stages (real data, small)."""
+import pytest
+import torch
+
+from conftest import small_redial
+from crsbench.errors import ConfigError
+from crsbench.runner import run_experiment
+
+SMALL = ["model.dim=16", "train.batch_size=8", "stages.pretrain.epochs=1", "stages.rec.epochs=1",
+         "stages.conv.epochs=1", "stages.conv.batch_size=16", "model.conv.layers=1", "eval.max_length=6"]
+
+
+@pytest.fixture(scope="module")
+def setup(real_data_dir, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("init_from")
+    data = small_redial(real_data_dir, tmp, sizes=(40, 10, 10))
+    common = SMALL + [f"run.output_dir={tmp / 'runs'}", f"data.cache_dir={tmp / 'cache'}"]
+    rec = run_experiment("kgsf", "redial", overrides=common + ["run.tasks=[rec]"], data_dir=str(data), seed=5)
+    return data, common, rec
+
+
+def _weights(run_dir):
+    return torch.load(run_dir / "model.pt", map_location="cpu", weights_only=True)
+
+
+def test_conversation_run_starts_from_the_trained_recommender(setup):
+    data, common, rec = setup
+    conv = run_experiment("kgsf", "redial", data_dir=str(data), seed=5,
+                          overrides=common + ["run.tasks=[conv]", f"run.init_from={rec.run_dir}"])
+    before, after = _weights(rec.run_dir), _weights(conv.run_dir)
+    frozen = [k for k in before if not k.startswith("generator.")]
+    trained = [k for k in before if k.startswith("generator.") and before[k].is_floating_point()]
+    assert frozen and trained
+    assert all(torch.equal(before[k], after[k]) for k in frozen)          # recommender and KG kept
+    assert any(not torch.equal(before[k], after[k]) for k in trained)     # the conversation trained
+    assert any(k.endswith("dist@2") for k in conv.metrics)
+    assert not any("recall" in k for k in conv.metrics)
+    # an ablation of the conversation side only starts from the same recommender run
+    ablated = run_experiment("kgsf", "redial", data_dir=str(data), seed=5,
+                             overrides=common + ["run.tasks=[conv]", "model.copy=false",
+                                                 f"run.init_from={rec.run_dir}"])
+    assert all(torch.equal(before[k], _weights(ablated.run_dir)[k]) for k in frozen)
+
+
+@pytest.mark.parametrize("change, message", [
+    (["model.dim=32"], "other shapes"),
+    (["data.vocab_min_count=2"], "other data settings"),
+])
+def test_sources_that_do_not_fit_are_refused(setup, change, message):
+    data, common, rec = setup
+    with pytest.raises(ConfigError, match=message):
+        run_experiment("kgsf", "redial", data_dir=str(data), seed=5,
+                       overrides=common + change + ["run.tasks=[conv]", f"run.init_from={rec.run_dir}"])
+
+
+def test_wrong_model_or_missing_run_is_refused(setup, tmp_path):
+    data, common, rec = setup
+    with pytest.raises(ConfigError, match="is a kgsf run"):
+        run_experiment("kbrd", "redial", data_dir=str(data), seed=5,
+                       overrides=common[:2] + common[-2:] + ["run.tasks=[conv]", f"run.init_from={rec.run_dir}"])
+    with pytest.raises(ConfigError, match="not a finished run"):
+        run_experiment("kgsf", "redial", data_dir=str(data), seed=5,
+                       overrides=common + ["run.tasks=[conv]", f"run.init_from={tmp_path}"])
+
+
+def test_source_must_hold_the_skipped_stages_parameters(setup):
+    """A -MIM source has no MIM parameters, so it cannot stand in for full KGSF's pre-training."""
+    data, common, rec = setup
+    no_mim = run_experiment("kgsf", "redial", data_dir=str(data), seed=5,
+                            overrides=common + ["run.tasks=[rec]", "model.mim=false", "stages.rec.epochs=0"])
+    with pytest.raises(ConfigError, match="lacks .* parameters of the skipped stages"):
+        run_experiment("kgsf", "redial", data_dir=str(data), seed=5,
+                       overrides=common + ["run.tasks=[conv]", f"run.init_from={no_mim.run_dir}"])
