@@ -44,11 +44,27 @@ def test_comparison_table(tmp_path):
     assert table.columns == ["all/recall@10", "dedup/recall@10"]
     rows = {r["model"]: r for r in table.rows}
     assert set(rows) == {"kgsf", "kgsf -MIM", "popularity"}
-    mean, std = rows["kgsf"]["cells"]["all/recall@10"]
+    mean, std, n = rows["kgsf"]["cells"]["all/recall@10"]
     assert rows["kgsf"]["seeds"] == 3
-    assert mean == pytest.approx(0.2) and std == pytest.approx(statistics.stdev([0.1, 0.2, 0.3]))
-    assert rows["popularity"]["cells"]["all/recall@10"] == (pytest.approx(0.06), None)
+    assert n == 3 and mean == pytest.approx(0.2) and std == pytest.approx(statistics.stdev([0.1, 0.2, 0.3]))
+    assert rows["popularity"]["cells"]["all/recall@10"] == (pytest.approx(0.06), None, 1)
     md = table.to_markdown()
     assert "| kgsf | 3 | 0.2000 ± 0.1000 | 0.1000 ± 0.0500 |" in md
     parsed = list(csv.DictReader(io.StringIO(table.to_csv())))
     assert parsed[0]["model"] == "kgsf" and float(parsed[0]["all/recall@10 std"]) == pytest.approx(0.1)
+
+
+def test_recommendation_and_conversation_runs_of_a_seed_fill_one_row(tmp_path):
+    """A rec-only run and a later conv-only run (run.tasks, run.init_from) of the same seed are one
+    seed; a metric measured on fewer seeds than its row is marked with its count."""
+    store = ResultStore(tmp_path / "r.sqlite")
+    for seed, r10 in ((1, 0.1), (2, 0.3)):
+        _record(store, f"rec{seed}", "kgsf", seed, r10)
+    store.record_run(run_id="conv1", model="kgsf", dataset="redial", tag="", seed=1, config={},
+                     code_version="t", metrics={"test/gen/dist@2": 0.4}, timings={}, run_dir="/tmp",
+                     status="finished")
+    (row,) = compare(store, "redial").rows
+    assert row["seeds"] == 2
+    assert row["cells"]["all/recall@10"][:1] == (pytest.approx(0.2),)     # both rec runs kept
+    assert row["cells"]["gen/dist@2"] == (pytest.approx(0.4), None, 1)
+    assert "0.4000 (n=1)" in compare(store, "redial").to_markdown()

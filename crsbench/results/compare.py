@@ -1,5 +1,7 @@
 """One table of every stored result for a dataset: rows = models (and tagged variants), columns =
-metrics per protocol view, cells = mean ± sample std over seeds (latest finished run per seed)."""
+metrics per protocol view, cells = mean ± sample std over seeds. Per seed, each metric comes from the
+latest finished run that has it, so a recommendation-only run and a later conversation-only run of the
+same model and seed (run.tasks, run.init_from) fill one row; a cell with fewer seeds than its row says so."""
 from __future__ import annotations
 
 import csv
@@ -20,7 +22,7 @@ class ComparisonTable:
     dataset: str
     split: str
     columns: list[str]                                    # "view/metric"
-    rows: list[dict] = field(default_factory=list)        # {"model", "seeds", "cells": {col: (mean, std)}}
+    rows: list[dict] = field(default_factory=list)        # {"model", "seeds", "cells": {col: (mean, std, n)}}
 
     def to_markdown(self) -> str:
         header = ["model", "seeds"] + self.columns
@@ -31,8 +33,9 @@ class ComparisonTable:
                 if col not in row["cells"]:
                     cells.append("–")
                     continue
-                mean, std = row["cells"][col]
-                cells.append(f"{mean:.4f}" if std is None else f"{mean:.4f} ± {std:.4f}")
+                mean, std, n = row["cells"][col]
+                text = f"{mean:.4f}" if std is None else f"{mean:.4f} ± {std:.4f}"
+                cells.append(text if n == row["seeds"] else f"{text} (n={n})")
             lines.append("| " + " | ".join([row["model"], str(row["seeds"])] + cells) + " |")
         if not self.rows:
             lines.append(f"| (no finished runs for dataset '{self.dataset}') |")
@@ -45,7 +48,7 @@ class ComparisonTable:
         for row in self.rows:
             values = []
             for col in self.columns:
-                mean, std = row["cells"].get(col, (None, None))
+                mean, std, _ = row["cells"].get(col, (None, None, 0))
                 values += ["" if mean is None else f"{mean:.6f}", "" if std is None else f"{std:.6f}"]
             writer.writerow([row["model"], row["seeds"]] + values)
         return out.getvalue()
@@ -60,19 +63,19 @@ def compare(store: ResultStore, dataset: str, split: str = "test",
             metrics: Sequence[str] | None = None) -> ComparisonTable:
     """Build the table; `metrics` names metrics without view (e.g. recall@10), default recall@1/10/50
     for every view plus the main generation metrics when present."""
-    latest: dict[tuple[str, str, int], str] = {}
-    for run in store.runs(dataset=dataset):
+    latest: dict[tuple[str, str, int], dict[str, float]] = {}
+    for run in store.runs(dataset=dataset):                       # oldest first: later runs win
         if run["status"] == "finished":
-            latest[(run["model"], run["tag"], run["seed"])] = run["run_id"]   # runs() is oldest first
+            latest.setdefault((run["model"], run["tag"], run["seed"]), {}).update(store.metrics(run["run_id"]))
     wanted = set(metrics) if metrics else set(DEFAULT_REC) | set(DEFAULT_GEN)
     values: dict[tuple[str, str], dict[str, list[float]]] = {}
     seeds: dict[tuple[str, str], int] = {}
     columns: set[str] = set()
     prefix = f"{split}/"
-    for (model, tag, _seed), run_id in latest.items():
+    for (model, tag, _seed), found in latest.items():
         key = (model, tag)
         seeds[key] = seeds.get(key, 0) + 1
-        for name, value in store.metrics(run_id).items():
+        for name, value in found.items():
             if not name.startswith(prefix):
                 continue
             column = name[len(prefix):]
@@ -83,7 +86,8 @@ def compare(store: ResultStore, dataset: str, split: str = "test",
     for key in sorted(values):
         cells = {}
         for column, found in values[key].items():
-            cells[column] = (statistics.fmean(found), statistics.stdev(found) if len(found) > 1 else None)
+            cells[column] = (statistics.fmean(found), statistics.stdev(found) if len(found) > 1 else None,
+                             len(found))
         label = key[0] + (f" {key[1]}" if key[1] else "")
         table.rows.append({"model": label, "seeds": seeds[key], "cells": cells})
     return table
