@@ -22,7 +22,7 @@ from crsbench.datasets.instances import RecInstance, Sample
 from crsbench.datasets.types import DatasetBundle
 from crsbench.models.base import CONV, REC, CRSModel, Stage
 from crsbench.models.conversation import (GenerationState, ResponseGenerator, collate_conversation,
-                                          generation_loss, sequence_nll)
+                                          mean_nll, packed_nll)
 from crsbench.models.graph import FeaturelessRGCN
 from crsbench.models.layers import AttentionPooling, pad_ids
 
@@ -98,16 +98,27 @@ class KBRD(CRSModel):
         hidden, cache = self.generator.decoder(last_tokens, state.cache)
         return self._log_probs(hidden[:, -1:], state.extras["bias"])[:, 0], GenerationState(cache, state.extras)
 
-    def _teacher_forced(self, batch: dict) -> torch.Tensor:
+    def _decoder_states(self, batch: dict) -> tuple[torch.Tensor, dict]:
         state, _ = self.decode_start(batch)
         hidden, _ = self.generator.decoder(batch["response_in"], state.cache)
-        return self._log_probs(hidden, state.extras["bias"])
+        return hidden, state.extras
+
+    def teacher_forced_log_probs(self, batch: dict) -> torch.Tensor:
+        """log P [B, T, V] at every response position given the gold prefix."""
+        hidden, extras = self._decoder_states(batch)
+        return self._log_probs(hidden, extras["bias"])
+
+    def _teacher_forced(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-sample NLL and count of the gold response tokens (only those are scored)."""
+        hidden, extras = self._decoder_states(batch)
+        return packed_nll(hidden, extras, batch["response"], batch["response_mask"],
+                          lambda h, ex: self._log_probs(h, ex["bias"]))
 
     def conv_loss(self, batch: dict) -> torch.Tensor:
-        return generation_loss(self._teacher_forced(batch), batch["response"], batch["response_mask"])
+        return mean_nll(*self._teacher_forced(batch))
 
     def response_nll(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        return sequence_nll(self._teacher_forced(batch), batch["response"], batch["response_mask"])
+        return self._teacher_forced(batch)
 
     def rec_loss(self, batch: dict) -> torch.Tensor:
         return F.cross_entropy(self.recommend(batch), batch["target"])

@@ -12,7 +12,7 @@ from crsbench.datasets.instances import Sample
 from crsbench.datasets.types import DatasetBundle
 from crsbench.models.base import CONV, CRSModel, Stage
 from crsbench.models.conversation import (GenerationState, ResponseGenerator, collate_conversation,
-                                          generation_loss, sequence_nll)
+                                          mean_nll, packed_nll)
 
 
 @register_model("transformer")
@@ -34,16 +34,27 @@ class Transformer(CRSModel):
         return collate_conversation(samples, self.data.vocab, conv["max_context_tokens"],
                                     conv["max_response_tokens"])
 
-    def _log_probs(self, batch: dict) -> torch.Tensor:
+    def _decoder_states(self, batch: dict) -> torch.Tensor:
         state, _ = self.decode_start(batch)
-        hidden, _ = self.generator.decoder(batch["response_in"], state.cache)
+        return self.generator.decoder(batch["response_in"], state.cache)[0]
+
+    def _log_probs(self, hidden: torch.Tensor) -> torch.Tensor:
         return torch.log_softmax(self.generator.vocab_logits(hidden).float(), dim=-1)
 
+    def teacher_forced_log_probs(self, batch: dict) -> torch.Tensor:
+        """log P [B, T, V] at every response position given the gold prefix."""
+        return self._log_probs(self._decoder_states(batch))
+
+    def _teacher_forced(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-sample NLL and count of the gold response tokens (only those are scored)."""
+        return packed_nll(self._decoder_states(batch), {}, batch["response"], batch["response_mask"],
+                          lambda h, _: self._log_probs(h))
+
     def conv_loss(self, batch: dict) -> torch.Tensor:
-        return generation_loss(self._log_probs(batch), batch["response"], batch["response_mask"])
+        return mean_nll(*self._teacher_forced(batch))
 
     def response_nll(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        return sequence_nll(self._log_probs(batch), batch["response"], batch["response_mask"])
+        return self._teacher_forced(batch)
 
     def decode_start(self, batch: dict) -> tuple[GenerationState, int]:
         cache = self.generator.decoder.start([self.generator.encode(batch)])
@@ -51,5 +62,4 @@ class Transformer(CRSModel):
 
     def decode_step(self, last_tokens: torch.Tensor, state: GenerationState) -> tuple[torch.Tensor, GenerationState]:
         hidden, cache = self.generator.decoder(last_tokens, state.cache)
-        logits = self.generator.vocab_logits(hidden[:, -1]).float()
-        return torch.log_softmax(logits, dim=-1), GenerationState(cache, state.extras)
+        return self._log_probs(hidden[:, -1]), GenerationState(cache, state.extras)

@@ -1,13 +1,17 @@
 """KBRD's conversation side on the tiny fixture: the vocabulary bias from the user vector trains,
-the recommender stays frozen, and cached decoding scores what teacher forcing scores."""
+the recommender stays frozen, and cached decoding scores what teacher forcing scores. Also, for KBRD
+and the Transformer: the loss over gold positions only equals Eq. 19 over the full distribution."""
 import copy
 
+import pytest
 import torch
 import yaml
 
 from baselines.kbrd import KBRD
 from crsbench.datasets.instances import build_instances
 from crsbench.models.base import CONV
+from crsbench.models.conversation import generation_loss, sequence_nll
+from crsbench.registry import get_model
 
 DEFAULTS = yaml.safe_load(KBRD.config_file.read_text())["model"]
 
@@ -51,7 +55,7 @@ def test_incremental_decoding_matches_teacher_forcing_and_generates(tiny_bundle)
     model = _model(tiny_bundle).eval()
     batch = model.collate(build_instances(tiny_bundle)["train"].samples, CONV)
     with torch.no_grad(), model.inference():
-        full = model._teacher_forced(batch)
+        full = model.teacher_forced_log_probs(batch)
         state, _ = model.decode_start(batch)
         steps = []
         for t in range(batch["response_in"].shape[1]):
@@ -61,3 +65,20 @@ def test_incremental_decoding_matches_teacher_forcing_and_generates(tiny_bundle)
     assert torch.allclose(full, torch.stack(steps, dim=1), atol=1e-4)
     assert torch.allclose(full.exp().sum(-1), torch.ones(full.shape[:2]), atol=1e-5)
     assert len(beam) == batch["context"].shape[0] and all(1 <= len(r) <= 5 for r in beam)
+
+
+@pytest.mark.parametrize("name", ["kbrd", "transformer"])
+def test_loss_on_gold_positions_equals_the_loss_over_the_full_distribution(tiny_bundle, name):
+    """conv_loss scores only unpadded positions (packed_nll) and equals Eq. 19 over [B, T, V]."""
+    cls = get_model(name)
+    config = copy.deepcopy(yaml.safe_load(cls.config_file.read_text())["model"])
+    config["conv"]["dim"] = 8
+    torch.manual_seed(0)
+    model = cls(config, tiny_bundle).eval()
+    batch = model.collate(build_instances(tiny_bundle)["train"].samples, CONV)
+    assert not batch["response_mask"].all()
+    full = generation_loss(model.teacher_forced_log_probs(batch), batch["response"], batch["response_mask"])
+    assert torch.allclose(full, model.conv_loss(batch), atol=1e-6)
+    nll, count = model.response_nll(batch)
+    ref, ref_count = sequence_nll(model.teacher_forced_log_probs(batch), batch["response"], batch["response_mask"])
+    assert torch.equal(count, ref_count) and torch.allclose(nll, ref, atol=1e-5)

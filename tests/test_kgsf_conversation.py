@@ -10,6 +10,7 @@ import yaml
 from conftest import check_generation
 from crsbench.datasets.instances import build_instances
 from crsbench.models.base import CONV
+from crsbench.models.conversation import generation_loss, sequence_nll
 from crsbench.models.kgsf import KGSF
 
 DEFAULTS = yaml.safe_load(KGSF.config_file.read_text())["model"]
@@ -32,8 +33,30 @@ def test_output_is_a_distribution(tiny_bundle, faithful):
     model = _model(tiny_bundle, faithful_original=faithful).eval()
     batch = _batch(model, tiny_bundle)
     with torch.no_grad():
-        log_probs = model._teacher_forced(batch, training=False)
+        log_probs = model.teacher_forced_log_probs(batch)
     assert torch.allclose(log_probs.exp().sum(-1), torch.ones(log_probs.shape[:2]), atol=1e-5)
+
+
+@pytest.mark.parametrize("faithful", [False, True])
+def test_loss_on_gold_positions_equals_the_loss_over_the_full_distribution(tiny_bundle, faithful):
+    """The loss scores only unpadded positions (packed_nll); value and gradients are those of
+    Eq. 19 over the full [B, T, V] distribution."""
+    model = _model(tiny_bundle, faithful_original=faithful).eval()      # no dropout: comparable
+    model.generator.copy_mask[::2] = True
+    batch = _batch(model, tiny_bundle)
+    params = [p for p in model.generator.parameters()]
+    full = generation_loss(model.teacher_forced_log_probs(batch, training=True), batch["response"],
+                           batch["response_mask"])
+    packed = model.conv_loss(batch)
+    assert torch.allclose(full, packed, atol=1e-6)
+    grads_full = torch.autograd.grad(full, params, allow_unused=True)
+    grads_packed = torch.autograd.grad(model.conv_loss(batch), params, allow_unused=True)
+    for a, b in zip(grads_full, grads_packed):
+        assert (a is None) == (b is None) and (a is None or torch.allclose(a, b, atol=1e-6))
+    nll, count = model.response_nll(batch)
+    gold = batch["response"] != 0
+    ref, ref_count = sequence_nll(model.teacher_forced_log_probs(batch), batch["response"], gold)
+    assert torch.equal(count, ref_count) and torch.allclose(nll, ref, atol=1e-5)
 
 
 def test_copy_branch_trains_and_only_the_conversation_module_is_in_the_stage(tiny_bundle):
@@ -80,7 +103,7 @@ def test_incremental_decoding_scores_what_teacher_forcing_scores(tiny_bundle):
     model = _model(tiny_bundle).eval()
     batch = _batch(model, tiny_bundle)
     with torch.no_grad(), model.inference():
-        full = model._teacher_forced(batch, training=False)
+        full = model.teacher_forced_log_probs(batch)
         state, _ = model.decode_start(batch)
         steps = []
         for t in range(batch["response_in"].shape[1]):

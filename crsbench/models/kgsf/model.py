@@ -17,8 +17,7 @@ import torch.nn.functional as F
 from crsbench.datasets.instances import RecInstance, Sample
 from crsbench.datasets.types import DatasetBundle
 from crsbench.models.base import CONV, REC, CRSModel, Stage
-from crsbench.models.conversation import (GenerationState, collate_conversation, generation_loss,
-                                          sequence_nll)
+from crsbench.models.conversation import GenerationState, collate_conversation, mean_nll, packed_nll
 from crsbench.models.kgsf.generator import KGEnhancedGenerator
 from crsbench.models.kgsf.knowledge import EntityKGEncoder, WordKGEncoder
 from crsbench.models.kgsf.mim import MutualInformationMaximization
@@ -152,19 +151,29 @@ class KGSF(CRSModel):
         log_probs = self.generator.log_probs(hidden[:, -1:], state.extras.get("copy"))[:, 0]
         return log_probs, GenerationState(cache, state.extras)
 
-    def _teacher_forced(self, batch: dict, training: bool) -> torch.Tensor:
+    def _decoder_states(self, batch: dict) -> tuple[torch.Tensor, dict]:
+        """Decoder outputs R [B, T, D] for the gold prefix, and the copy features."""
         state, _ = self.decode_start(batch)
         hidden, _ = self.generator.transformer.decoder(batch["response_in"], state.cache)
-        features = state.extras.get("copy")
-        if training:
-            return self.generator.training_log_probs(hidden, features)
-        return self.generator.log_probs(hidden, features)
+        return hidden, state.extras
+
+    def teacher_forced_log_probs(self, batch: dict, training: bool = False) -> torch.Tensor:
+        """log Pr over the vocabulary at every response position [B, T, V] given the gold prefix
+        (`training`: the distribution the loss uses). The loss itself scores gold positions only."""
+        hidden, extras = self._decoder_states(batch)
+        dist = self.generator.training_log_probs if training else self.generator.log_probs
+        return dist(hidden, extras.get("copy"))
+
+    def _gold_nll(self, batch: dict, mask: torch.Tensor, training: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-sample NLL and count of the gold tokens where mask is True."""
+        hidden, extras = self._decoder_states(batch)
+        dist = self.generator.training_log_probs if training else self.generator.log_probs
+        return packed_nll(hidden, extras, batch["response"], mask, lambda h, ex: dist(h, ex.get("copy")))
 
     def conv_loss(self, batch: dict) -> torch.Tensor:
         """Eq. 19: mean NLL of the gold response tokens under Eq. 18's distribution."""
-        return generation_loss(self._teacher_forced(batch, True), batch["response"], batch["response_mask"])
+        return mean_nll(*self._gold_nll(batch, batch["response_mask"], True))
 
     def response_nll(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         """Gold-token NLL under the distribution used for decoding (padding never counted here)."""
-        mask = batch["response"] != 0
-        return sequence_nll(self._teacher_forced(batch, False), batch["response"], mask)
+        return self._gold_nll(batch, batch["response"] != 0, False)
