@@ -158,6 +158,19 @@ def run_experiment(model_name: str | None, dataset_name: str | None, *, config_f
         logger.remove(log_sink)
 
 
+def _fill_missing(defaults: dict, found: dict, prefix: str) -> list[str]:
+    """Copy into `found` the (nested) keys of `defaults` it lacks; returns their dotted names. A run
+    saved before a setting existed behaves as that setting's default (new settings keep old behaviour)."""
+    out = []
+    for key, value in defaults.items():
+        if key not in found:
+            found[key] = value
+            out.append(f"{prefix}{key}")
+        elif isinstance(value, dict) and isinstance(found[key], dict):
+            out += _fill_missing(value, found[key], f"{prefix}{key}.")
+    return out
+
+
 def _differences(theirs: dict, ours: dict, prefix: str) -> list[str]:
     """'key: theirs -> ours' for every nested setting that differs between two config sections."""
     found = []
@@ -228,12 +241,23 @@ def _load_run(run_dir: Path, data_dir: str | None) -> tuple[dict, dict, LoadedDa
                           hint="pass a directory created by `crsbench run` that finished training")
     meta = json.loads(meta_path.read_text())
     config = load_saved_config(run_dir / CONFIG_FILE)
+    missing = _fill_missing(resolve_config(get_model(meta["model"]), get_dataset(meta["dataset"])), config, "")
+    if missing:
+        logger.warning(f"{run_dir / CONFIG_FILE} was saved by an older crsbench; today's defaults fill "
+                       f"{', '.join(missing)}")
     if data_dir is not None:
         config["data"]["dir"] = data_dir
     seed_everything(config["run"]["seed"])
     data = load_dataset(meta["dataset"], config["data"])
     model = get_model(meta["model"])(config["model"], data.bundle)
-    model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    state = torch.load(weights, map_location="cpu", weights_only=True)
+    absent = [k for k in model.state_dict() if k not in state]
+    if absent:
+        raise ConfigError(f"{weights} lacks {len(absent)} of the model's tensors (e.g. {absent[0]}): the run was "
+                          "saved by an older crsbench whose model had fewer parts",
+                          hint=f"re-run it; to keep what it trained, start the new run from it with "
+                               f"--set run.init_from={run_dir}")
+    model.load_state_dict(state)
     model.to(resolve_device(config["run"]["device"])).eval()
     return meta, config, data, model
 

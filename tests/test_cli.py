@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+import yaml
 
 
 def crsbench(*args, env, check=True):
@@ -41,7 +42,12 @@ def test_run_compare_evaluate(env, tmp_path):
     for name in ("config.yaml", "run.json", "metrics.json", "model.pt", "log.txt"):
         assert (run_dir / name).exists(), name
     before = json.loads((run_dir / "metrics.json").read_text())["metrics"]
-    crsbench("evaluate", "--run", str(run_dir), "--dump", env=env)
+    # a run saved before run.tasks / run.init_from existed is evaluated with their defaults
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    del saved["run"]["tasks"], saved["run"]["init_from"]
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(saved))
+    result = crsbench("evaluate", "--run", str(run_dir), "--dump", env=env)
+    assert "fill run.tasks, run.init_from" in result.stderr
     after = json.loads((run_dir / "metrics.json").read_text())["metrics"]
     assert after == before
     lines = (run_dir / "predictions_test.jsonl").read_text().splitlines()

@@ -1,11 +1,14 @@
 """run.init_from: a conversation-only run starts from a finished recommender run's weights, keeps
 them frozen, and refuses sources that cannot stand in for the skipped stages (real data, small)."""
+import shutil
+
 import pytest
 import torch
+import yaml
 
 from conftest import small_redial
 from crsbench.errors import ConfigError
-from crsbench.runner import run_experiment
+from crsbench.runner import evaluate_run, run_experiment
 
 SMALL = ["model.dim=16", "train.batch_size=8", "stages.pretrain.epochs=1", "stages.rec.epochs=1",
          "stages.conv.epochs=1", "stages.conv.batch_size=16", "model.conv.layers=1", "eval.max_length=6"]
@@ -72,3 +75,19 @@ def test_source_must_hold_the_skipped_stages_parameters(setup):
     with pytest.raises(ConfigError, match="lacks .* parameters of the skipped stages"):
         run_experiment("kgsf", "redial", data_dir=str(data), seed=5,
                        overrides=common + ["run.tasks=[conv]", f"run.init_from={no_mim.run_dir}"])
+
+
+def test_a_run_saved_before_the_conversation_side_existed_gets_a_clear_error(setup, tmp_path):
+    """Its config lacks model.conv (filled with today's default) and its weights lack the generator:
+    evaluating it names the missing tensors and points to run.init_from."""
+    data, _, rec = setup
+    old = tmp_path / "redial" / "kgsf" / "old-run"
+    shutil.copytree(rec.run_dir, old)
+    config = yaml.safe_load((old / "config.yaml").read_text())
+    del config["model"]["conv"]
+    (old / "config.yaml").write_text(yaml.safe_dump(config))
+    weights = {k: v for k, v in _weights(old).items() if not k.startswith("generator.")}
+    torch.save(weights, old / "model.pt")
+    with pytest.raises(ConfigError, match=r"lacks \d+ of the model's tensors \(e.g. generator\.") as err:
+        evaluate_run(old, data_dir=str(data))
+    assert "run.init_from" in err.value.hint
