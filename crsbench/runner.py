@@ -23,14 +23,12 @@ from crsbench.evaluator import evaluate_generation, evaluate_recommendation, wri
 from crsbench.models.base import CONV, REC, CRSModel
 from crsbench.registry import get_dataset, get_model
 from crsbench.results.store import ResultStore, code_version
+from crsbench.run_files import CONFIG_FILE, METRICS_FILE, RUN_META, WEIGHTS_FILE
 from crsbench.trainer import Trainer
-from crsbench.trainer.trainer import selected_tasks
 from crsbench.trainer.seeding import resolve_device, seed_everything
+from crsbench.trainer.trainer import selected_tasks
+from crsbench.warm_start import start_weights
 
-RUN_META = "run.json"
-CONFIG_FILE = "config.yaml"
-WEIGHTS_FILE = "model.pt"
-METRICS_FILE = "metrics.json"
 
 
 @dataclass
@@ -137,7 +135,7 @@ def run_experiment(model_name: str | None, dataset_name: str | None, *, config_f
         data = load_dataset(dataset_name, config["data"])
         load_s = time.perf_counter() - t0
         model = get_model(model_name)(config["model"], data.bundle).to(device)
-        _start_weights(model, model_name, dataset_name, config)
+        start_weights(model, model_name, dataset_name, config)
         t0 = time.perf_counter()
         summary = Trainer(model, data.instances, config, run_dir).fit(resume=resume is not None)
         train_s = time.perf_counter() - t0
@@ -169,68 +167,6 @@ def _fill_missing(defaults: dict, found: dict, prefix: str) -> list[str]:
         elif isinstance(value, dict) and isinstance(found[key], dict):
             out += _fill_missing(value, found[key], f"{prefix}{key}.")
     return out
-
-
-def _differences(theirs: dict, ours: dict, prefix: str) -> list[str]:
-    """'key: theirs -> ours' for every nested setting that differs between two config sections."""
-    found = []
-    for key in sorted(set(theirs) | set(ours)):
-        a, b = theirs.get(key), ours.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            found += _differences(a, b, f"{prefix}.{key}")
-        elif a != b:
-            found.append(f"{prefix}.{key}: {a!r} -> {b!r}")
-    return found
-
-
-def _start_weights(model: CRSModel, model_name: str, dataset_name: str, config: dict) -> None:
-    """Load `run.init_from`'s trained weights into `model`, after checking that they cover every
-    parameter of the stages `run.tasks` skips (else those would silently stay at initialisation)."""
-    source = config["run"]["init_from"]
-    skipped = [s for s in model.stages() if s.task not in selected_tasks(model, config)]
-    if source is None:
-        if skipped:
-            logger.warning(f"run.tasks skips stages {[s.name for s in skipped]} and run.init_from is not set: "
-                           "their parameters stay at initialisation (set run.init_from=RUN_DIR to start "
-                           "from a trained run)")
-        return
-    source = Path(source)
-    hint = "run.init_from must be a finished `crsbench run` directory of the same model and dataset"
-    if not (source / RUN_META).exists() or not (source / WEIGHTS_FILE).exists():
-        raise ConfigError(f"run.init_from: {source} is not a finished run (need {RUN_META} and {WEIGHTS_FILE})",
-                          hint=hint)
-    meta = json.loads((source / RUN_META).read_text())
-    if (meta["model"], meta["dataset"]) != (model_name, dataset_name):
-        raise ConfigError(f"run.init_from: {source} is a {meta['model']} run on {meta['dataset']}, this run is "
-                          f"{model_name} on {dataset_name}", hint=hint)
-    ignore = {"dir", "cache_dir", "download"}
-    theirs = load_saved_config(source / CONFIG_FILE)["data"]
-    changed = sorted(k for k in set(theirs) | set(config["data"])
-                     if k not in ignore and theirs.get(k) != config["data"].get(k))
-    if changed:
-        raise ConfigError(f"run.init_from: {source} was trained with other data settings ({', '.join(changed)})",
-                          hint="use the same data.* settings as the source run")
-    differing = _differences(load_saved_config(source / CONFIG_FILE)["model"], config["model"], "model")
-    if differing:
-        logger.warning(f"run.init_from: model settings differ from {source}: {'; '.join(differing)} "
-                       "(fine for settings of the stages this run trains, e.g. model.copy)")
-    weights = torch.load(source / WEIGHTS_FILE, map_location="cpu", weights_only=True)
-    own = model.state_dict()
-    mismatched = [k for k in own if k in weights and weights[k].shape != own[k].shape]
-    if mismatched:
-        raise ConfigError(f"run.init_from: {len(mismatched)} tensors of {source} have other shapes, e.g. "
-                          f"{mismatched[0]}: {tuple(weights[mismatched[0]].shape)} vs "
-                          f"{tuple(own[mismatched[0]].shape)}", hint="use the same model.* sizes as the source run")
-    names = {id(p): n for n, p in model.named_parameters()}
-    needed = {names[id(p)] for stage in skipped for p in stage.parameters()}
-    missing = sorted(needed - set(weights))
-    if missing:
-        raise ConfigError(f"run.init_from: {source} lacks {len(missing)} parameters of the skipped stages, "
-                          f"e.g. {missing[0]}", hint=hint)
-    loaded = {k: v for k, v in weights.items() if k in own}
-    model.load_state_dict(loaded, strict=False)
-    logger.info(f"initialised {len(loaded)} of {len(own)} tensors from {source} "
-                f"({len(own) - len(loaded)} left at initialisation)")
 
 
 def _load_run(run_dir: Path, data_dir: str | None) -> tuple[dict, dict, LoadedDataset, CRSModel]:
