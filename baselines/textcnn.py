@@ -46,13 +46,20 @@ class TextCNN(CRSModel):
             tokens = [t for turn in inst.sample.context for t in turn.tokens]
             ids = vocab.encode(tokens)[-self.config["max_context_tokens"]:]
             contexts.append(ids + [0] * max(0, width - len(ids)))      # at least one window
-        tokens, _ = pad_ids(contexts)
-        return {"tokens": tokens,
+        tokens, mask = pad_ids(contexts)
+        return {"tokens": tokens, "lengths": mask.sum(dim=1),
                 "target": torch.tensor([inst.target_index for inst in instances], dtype=torch.long)}
 
     def recommend(self, batch: dict) -> torch.Tensor:
         x = self.embedding(batch["tokens"]).transpose(1, 2)                  # [B, E, L]
-        pooled = [F.relu(conv(x)).max(dim=2).values for conv in self.convs]
+        pooled = []
+        for conv in self.convs:
+            features = F.relu(conv(x))                                       # [B, C, L - w + 1]
+            # windows that reach into the batch's padding score 0 (<= every real window after the
+            # ReLU), so a context's vector does not depend on the other contexts of its batch
+            windows = torch.arange(features.shape[2], device=x.device)
+            real = windows[None, :] + conv.kernel_size[0] <= batch["lengths"][:, None]
+            pooled.append((features * real[:, None, :]).max(dim=2).values)
         return self.output(self.dropout(torch.cat(pooled, dim=1)))
 
     def rec_loss(self, batch: dict) -> torch.Tensor:

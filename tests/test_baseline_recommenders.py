@@ -37,3 +37,22 @@ def test_learns_the_training_targets(name, tiny_bundle):
     # the most frequent training target (item 1: 3 of 5 instances) is now ranked first for them
     hits = [int(scores[i].argmax()) == inst.target_index for i, inst in enumerate(train.rec)]
     assert sum(hits) >= 3
+
+
+def test_textcnn_scores_a_context_the_same_alone_and_beside_a_longer_one(tiny_bundle):
+    """Windows in a batch's padding are masked out of the max-pooling (length-bucketed batches then
+    change speed, not results)."""
+    torch.manual_seed(0)
+    cls = get_model("textcnn")
+    model = cls(yaml.safe_load(cls.config_file.read_text())["model"], tiny_bundle).eval()
+    with torch.no_grad():                   # a strongly positive bias: padding windows would win the max
+        for conv in model.convs:
+            conv.bias.fill_(5.0)
+    rec = build_instances(tiny_bundle)["train"].rec
+    lengths = [sum(len(t.tokens) for t in inst.sample.context) for inst in rec]
+    short, long = rec[lengths.index(min(lengths))], rec[lengths.index(max(lengths))]
+    assert min(lengths) + 4 < max(lengths)
+    with torch.no_grad():
+        alone = model.recommend(model.collate([short], "rec"))
+        beside = model.recommend(model.collate([short, long], "rec"))[:1]
+    assert torch.allclose(alone, beside, atol=1e-5)
