@@ -7,6 +7,12 @@ Prints the time of each, the ratio, and the cached time extrapolated to the whol
 
     python benchmarks/decoding.py [--samples 512] [--batch 128] [--max-length 20] [--device cpu|cuda]
     python benchmarks/decoding.py --run RUNS/redial/kgsf/...   # a trained run instead of fresh weights
+    python benchmarks/decoding.py --whole-split                # time the evaluator on the whole test split
+
+`--whole-split` times `evaluate_generation` (what `crsbench run`/`evaluate` do: greedy decoding of
+all test samples in length-sorted batches, plus the gold responses' NLL and the recommendations)
+instead of comparing decoders. With fresh weights almost no response ends before max length, so
+this is an upper bound for a trained model.
 """
 from __future__ import annotations
 
@@ -40,6 +46,8 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=20)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--run", help="a finished KGSF run directory (default: fresh weights)")
+    parser.add_argument("--whole-split", action="store_true",
+                        help="time the evaluator over the whole test split instead")
     args = parser.parse_args()
     from crsbench.config.loader import resolve_config
     from crsbench.datasets.loader import load_dataset
@@ -54,6 +62,18 @@ def main() -> None:
         torch.manual_seed(0)
         model = cls(config["model"], load_dataset("redial", config["data"]).bundle).to(args.device).eval()
     from crsbench.datasets.instances import build_split_instances
+    if args.whole_split:
+        from crsbench.evaluator import evaluate_generation
+        split = build_split_instances(model.data, "test")
+        t0 = time.perf_counter()
+        metrics, records = evaluate_generation(model, split, args.batch, args.max_length, 1)
+        elapsed = time.perf_counter() - t0
+        lengths = [len(r["generated_tokens"].split()) for r in records]
+        print(f"whole test split: {len(records)} samples, batch {args.batch}, max length {args.max_length}, "
+              f"{args.device}, threads {torch.get_num_threads()}, {'trained' if args.run else 'fresh'} weights")
+        print(f"greedy decoding + NLL + recommendations: {elapsed:.1f} s ({elapsed / 60:.2f} min); "
+              f"mean response length {sum(lengths) / len(lengths):.1f} tokens")
+        return
     test = build_split_instances(model.data, "test").samples
     samples = test[:args.samples]
     vocab = model.data.vocab
