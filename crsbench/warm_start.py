@@ -48,13 +48,14 @@ def start_weights(model: CRSModel, model_name: str, dataset_name: str, config: d
         raise ConfigError(f"run.init_from: {source} is a {meta['model']} run on {meta['dataset']}, this run is "
                           f"{model_name} on {dataset_name}", hint=hint)
     ignore = {"dir", "cache_dir", "download"}
-    theirs = load_saved_config(source / CONFIG_FILE)["data"]
+    saved = load_saved_config(source / CONFIG_FILE)
+    theirs = saved["data"]
     changed = sorted(k for k in set(theirs) | set(config["data"])
                      if k not in ignore and theirs.get(k) != config["data"].get(k))
     if changed:
         raise ConfigError(f"run.init_from: {source} was trained with other data settings ({', '.join(changed)})",
                           hint="use the same data.* settings as the source run")
-    differing = _differences(load_saved_config(source / CONFIG_FILE)["model"], config["model"], "model")
+    differing = _differences(saved["model"], config["model"], "model")
     if differing:
         logger.warning(f"run.init_from: model settings differ from {source}: {'; '.join(differing)} "
                        "(fine for settings of the stages this run trains, e.g. model.copy)")
