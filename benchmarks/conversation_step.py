@@ -8,6 +8,10 @@ it only at unpadded positions. Prints the mean step time of each, the ratio, the
 positions, and the largest loss difference.
 
     python benchmarks/conversation_step.py [--model kgsf|kbrd|transformer] [--batches 8] [--batch 32]
+                                           [--device cpu|cuda]
+
+On CUDA the step is the trainer's: float16 autocast with a gradient scaler (`train.amp`), and the
+clock waits for the GPU (`torch.cuda.synchronize`) before it is read.
 """
 from __future__ import annotations
 
@@ -16,7 +20,9 @@ import time
 
 import torch
 
-from crsbench.models.base import CONV
+from contextlib import nullcontext
+
+from crsbench.models.base import CONV, move_to
 from crsbench.models.conversation import generation_loss
 
 
@@ -25,7 +31,10 @@ def main() -> None:
     parser.add_argument("--model", default="kgsf")
     parser.add_argument("--batches", type=int, default=8)
     parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
+    device = torch.device(args.device)
+    cuda = device.type == "cuda"
     from crsbench.config.loader import resolve_config
     from crsbench.datasets.loader import load_dataset
     from crsbench.registry import get_dataset, get_model
@@ -34,7 +43,7 @@ def main() -> None:
     config = resolve_config(cls, get_dataset("redial"))
     data = load_dataset("redial", config["data"])
     torch.manual_seed(0)
-    model = cls(config["model"], data.bundle).eval()
+    model = cls(config["model"], data.bundle).to(device).eval()
     stage = next(s for s in model.stages() if s.task == CONV)
     params = list(dict.fromkeys(stage.parameters()))
     for p in model.parameters():
@@ -44,7 +53,7 @@ def main() -> None:
     train = data.instances["train"].samples
     order = batch_order(len(train), args.batch, [instance_length(s) for s in train],
                         torch.Generator().manual_seed(0))[:args.batches]
-    batches = [model.collate([train[i] for i in idx], CONV) for idx in order]
+    batches = [move_to(model.collate([train[i] for i in idx], CONV), device) for idx in order]
     padded = sum((~b["response_mask"]).sum().item() for b in batches) / sum(b["response_mask"].numel() for b in batches)
 
     def full_loss(batch: dict) -> torch.Tensor:
@@ -57,15 +66,22 @@ def main() -> None:
     timings, losses = {}, {}
     for name, loss_fn in (("full", full_loss), ("gold", stage.loss), ("full ", full_loss), ("gold ", stage.loss)):
         optimizer = torch.optim.Adam(params, lr=1e-3)
+        scaler = torch.amp.GradScaler("cuda", enabled=cuda)
         snapshot = [p.detach().clone() for p in params]
         values = []
+        if cuda:
+            torch.cuda.synchronize()
         t0 = time.perf_counter()
         for batch in batches:
-            loss = loss_fn(batch)
+            with torch.autocast("cuda", dtype=torch.float16) if cuda else nullcontext():
+                loss = loss_fn(batch)
             optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
             values.append(loss.item())
+        if cuda:
+            torch.cuda.synchronize()
         elapsed = (time.perf_counter() - t0) / len(batches)
         with torch.no_grad():                      # every variant starts from the same weights
             for p, saved in zip(params, snapshot):
@@ -74,7 +90,7 @@ def main() -> None:
         losses[name.strip()] = values
     full, gold = min(timings["full"]), min(timings["gold"])
     diff = max(abs(a - b) for a, b in zip(losses["full"], losses["gold"]))
-    print(f"{args.model}: {len(batches)} train batches of {args.batch}, threads {torch.get_num_threads()}, "
+    print(f"{args.model}: {len(batches)} train batches of {args.batch}, {device}, threads {torch.get_num_threads()}, "
           f"padded response positions {padded:.1%}")
     print(f"full distribution : {full:.3f} s/step")
     print(f"gold positions    : {gold:.3f} s/step")

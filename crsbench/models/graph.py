@@ -63,7 +63,10 @@ class _PairStructure:
 class _RelationalPropagation(torch.autograd.Function):
     """A @ M with M[p] = sum_b comp[rel_p, b] * basis[b, src_p], chunked, hand-written backward."""
 
+    # Under CUDA mixed precision the propagation runs in float32: the sparse products take one
+    # dtype for both operands, and the graph's normalisation values are kept in float32.
     @staticmethod
+    @torch.amp.custom_fwd(device_type="cuda", cast_inputs=torch.float32)
     def forward(ctx, comp: torch.Tensor, basis: torch.Tensor, graph: _PairStructure,
                 chunk: int) -> torch.Tensor:
         pair_src, pair_rel = graph.pair_src, graph.pair_rel
@@ -79,6 +82,7 @@ class _RelationalPropagation(torch.autograd.Function):
         return torch.sparse.mm(graph.a, out)
 
     @staticmethod
+    @torch.amp.custom_bwd(device_type="cuda")
     def backward(ctx, grad_out: torch.Tensor):
         comp, basis = ctx.saved_tensors
         graph, chunk = ctx.graph, ctx.chunk
