@@ -21,11 +21,12 @@ from torch import nn
 Memory = tuple[torch.Tensor, torch.Tensor]      # (vectors [B, L, D], mask [B, L], True = valid)
 
 
-def _attention_mask(mask: torch.Tensor | None, query_len: int, causal_from: int | None) -> torch.Tensor | None:
+def _attention_mask(mask: torch.Tensor | None, query_len: int, causal_from: int | None,
+                    device: torch.device | None = None) -> torch.Tensor | None:
     """A bool [B, 1, Lq, Lk] mask (True = attend) from a key mask [B, Lk] and/or causality.
 
     `causal_from`: position of the first query among the keys (queries attend to keys <= their own
-    position); None for no causal restriction.
+    position); None for no causal restriction. `device`: where a causal-only mask is built.
     """
     if mask is None and causal_from is None:
         return None
@@ -34,7 +35,7 @@ def _attention_mask(mask: torch.Tensor | None, query_len: int, causal_from: int 
         out = mask[:, None, None, :]
     if causal_from is not None:
         key_len = mask.shape[1] if mask is not None else causal_from + query_len
-        q_pos = torch.arange(query_len, device=(mask.device if mask is not None else None)) + causal_from
+        q_pos = torch.arange(query_len, device=(mask.device if mask is not None else device)) + causal_from
         k_pos = torch.arange(key_len, device=q_pos.device)
         causal = (k_pos[None, :] <= q_pos[:, None])[None, None]
         out = causal if out is None else out & causal
@@ -204,7 +205,7 @@ class DecoderLayer(nn.Module):
         k, v = self.self_attention.project_memory(x)
         if self_kv is not None:
             k, v = torch.cat([self_kv[0], k], dim=2), torch.cat([self_kv[1], v], dim=2)
-        causal = _attention_mask(None, x.shape[1], position) if x.shape[1] > 1 else None
+        causal = _attention_mask(None, x.shape[1], position, x.device) if x.shape[1] > 1 else None
         x = self.self_norm(x + self.dropout(self.self_attention.attend(x, k, v, causal)))
         for attention, norm, (mk, mv), mask in zip(self.cross, self.cross_norms, memory_kv, memory_masks):
             x = norm(x + self.dropout(attention.attend(x, mk, mv, mask[:, None, None, :])))
