@@ -22,7 +22,8 @@ setup(
         "tqdm>=4.66",                 # progress bars
         "platformdirs>=4",            # default data and cache directories per OS
     ],
-    extras_require={"test": ["pytest>=8"]},
+    # setuptools: tests/test_packaging.py builds a wheel without build isolation (3.12+ venvs lack it)
+    extras_require={"test": ["pytest>=8", "setuptools>=70"]},
     entry_points={
         "console_scripts": ["crsbench = crsbench.cli:main"],
         # Our own baselines register exactly as a third-party package would.

@@ -1,0 +1,1 @@
+"""Datasets: raw files -> conversations and knowledge graphs -> evaluation instances (see loader.py)."""
