@@ -134,7 +134,8 @@ def evaluate_generation(model: CRSModel, split: SplitInstances, batch_size: int,
     """Generate a response for every sample of `split` and score them ("gen/<metric>") plus records.
 
     Records (one per sample): sample_id, conv_id, turn_index, context (texts of the earlier turns),
-    gold, generated, and recommended (top-10 item entity ids) when the model also recommends.
+    gold, generated, generated_items, gold_items, context_items (entity ids), and recommended (top-10
+    item entity ids) when the model also recommends.
     A model whose response_nll is not implemented gets no "gen/ppl" (logged, not an error).
     """
     _check_batch_size(batch_size)
@@ -200,7 +201,9 @@ def evaluate_generation(model: CRSModel, split: SplitInstances, batch_size: int,
                   "generated": detokenize(response, mention_titles),
                   "generated_tokens": " ".join(response),
                   "generated_items": [model.data.mention_items[t] for t in response
-                                      if t in model.data.mention_items]}
+                                      if t in model.data.mention_items],
+                  "gold_items": list(sample.response.items),
+                  "context_items": list(dict.fromkeys(i for t in sample.context for i in t.items))}
         if recommends:
             record["recommended"] = [items[j] for j in recommended[i]]
             record["recommended_titles"] = [titles.get(items[j], "") for j in recommended[i]]

@@ -132,6 +132,8 @@ def test_generation_metrics_by_hand(tiny_bundle):
     # text output shows movies by title; the exact tokens and the generated items are kept too
     assert records[0]["generated"] == "Movie 1 is good" and records[1]["generated"] == "is good"
     assert records[0]["generated_tokens"] == "@101 is good" and records[0]["generated_items"] == [1]
+    # x1: context "like @100" (item 0), gold "@101 and @100" (items 1, 0)
+    assert records[0]["gold_items"] == [1, 0] and records[0]["context_items"] == [0]
     assert records[0]["gold"] == "Movie 1 and Movie 0" and records[0]["context"] == ["seeker: like Movie 0"]
     assert records[1]["recommended"] == [0, 1, 2, 3, 4, 5]
     assert records[1]["recommended_titles"][:2] == ["Movie 0", "Movie 1"]

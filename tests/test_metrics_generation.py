@@ -4,7 +4,7 @@ import math
 import pytest
 
 from crsbench.datasets.text import is_mention
-from crsbench.metrics.generation import (bleu, cut_response, distinct, generation_metrics,
+from crsbench.metrics.generation import (bleu, cut_response, distinct, generation_metrics, item_mention_profile,
                                          item_ratio, perplexity)
 
 R1 = ["i", "like", "@1", "a", "lot", "__end__", "junk", "junk"]
@@ -100,3 +100,18 @@ def test_detokenize_renders_titles_and_punctuation():
         "have you seen Up (2009)? it's great!"
     assert detokenize(["@2", ",", "(", "sure", ")"], titles) == "@2, (sure)"
     assert render_mentions("try @1 or @ 1 or @3", titles) == "try Up (2009) or Up (2009) or @3"
+
+
+def test_item_mention_profile_by_hand():
+    records = [
+        {"generated_items": [5, 5, 7], "gold_items": [7], "context_items": [5], "recommended": [5, 9]},
+        {"generated_items": [], "gold_items": [3], "context_items": [], "recommended": [3]},
+        {"generated_items": [8], "gold_items": [], "context_items": [], "recommended": [1]},
+        {"generated_items": [9], "gold_items": [9], "context_items": [9]},            # no "recommended"
+    ]
+    p = item_mention_profile(records)
+    assert p["responses"] == 4 and p["item_ratio"] == 5 / 4 and p["with_item"] == 3 / 4
+    assert p["distinct_items"] == 4                       # 5, 7, 8, 9
+    assert p["repeated"] == 1 / 5                         # the second 5
+    assert p["gold"] == 2 / 5 and p["context"] == 3 / 5 and p["top10"] == 2 / 5
+    assert item_mention_profile([])["item_ratio"] == 0.0

@@ -97,3 +97,27 @@ def generation_metrics(responses: Sequence[Sequence[str]], references: Sequence[
     for n in (1, 2, 3, 4):
         out[f"bleu@{n}"] = bleu(responses, references, n)
     return out
+
+
+def item_mention_profile(records: Sequence[dict]) -> dict[str, float]:
+    """What a model's generated movie mentions are, from `evaluate --dump` records: Item Ratio alone
+    counts mentions, so it cannot tell a fitting recommendation from a repeated or random item.
+
+    item_ratio: mentions / responses (as above). with_item: share of responses with a mention.
+    distinct_items: different items mentioned over the split. repeated: share of mentions that repeat
+    an item earlier in the same response. gold: share of mentions that are an item of the gold
+    response. context: share already mentioned in the dialogue context. top10: share among the
+    model's own top-10 recommendations (records without "recommended" count as misses).
+    """
+    mentions = [(r, i, item) for r in records for i, item in enumerate(r["generated_items"])]
+    n = max(len(mentions), 1)
+    return {
+        "responses": float(len(records)),
+        "item_ratio": len(mentions) / max(len(records), 1),
+        "with_item": sum(1 for r in records if r["generated_items"]) / max(len(records), 1),
+        "distinct_items": float(len({item for _, _, item in mentions})),
+        "repeated": sum(1 for r, i, item in mentions if item in r["generated_items"][:i]) / n,
+        "gold": sum(1 for r, _, item in mentions if item in r["gold_items"]) / n,
+        "context": sum(1 for r, _, item in mentions if item in r["context_items"]) / n,
+        "top10": sum(1 for r, _, item in mentions if item in r.get("recommended", [])) / n,
+    }
