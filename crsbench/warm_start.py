@@ -29,7 +29,8 @@ def _differences(theirs: dict, ours: dict, prefix: str) -> list[str]:
 
 def start_weights(model: CRSModel, model_name: str, dataset_name: str, config: dict) -> None:
     """Load `run.init_from`'s trained weights into `model`, after checking that they cover every
-    parameter of the stages `run.tasks` skips (else those would silently stay at initialisation)."""
+    parameter of the stages `run.tasks` skips (else those would silently stay at initialisation).
+    The parameters that only this run's stages train are not loaded: they start fresh."""
     source = config["run"]["init_from"]
     skipped = [s for s in model.stages() if s.task not in selected_tasks(model, config)]
     if source is None:
@@ -72,7 +73,12 @@ def start_weights(model: CRSModel, model_name: str, dataset_name: str, config: d
     if missing:
         raise ConfigError(f"run.init_from: {source} lacks {len(missing)} parameters of the skipped stages, "
                           f"e.g. {missing[0]}", hint=hint)
-    loaded = {k: v for k, v in weights.items() if k in own}
+    # What this run's stages train starts fresh, as in the full pipeline (Algorithm 1 trains the
+    # conversation module from scratch): a source that already trained it must not hand it over.
+    selected = selected_tasks(model, config)
+    trained_here = {names[id(p)] for stage in model.stages() if stage.task in selected
+                    for p in stage.parameters()} - needed
+    loaded = {k: v for k, v in weights.items() if k in own and k not in trained_here}
     model.load_state_dict(loaded, strict=False)
-    logger.info(f"initialised {len(loaded)} of {len(own)} tensors from {source} "
-                f"({len(own) - len(loaded)} left at initialisation)")
+    logger.info(f"initialised {len(loaded)} of {len(own)} tensors from {source}; "
+                f"{len(own) - len(loaded)} start fresh ({len(trained_here)} trained by this run's stages)")

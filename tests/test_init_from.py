@@ -91,3 +91,19 @@ def test_a_run_saved_before_the_conversation_side_existed_gets_a_clear_error(set
     with pytest.raises(ConfigError, match=r"lacks \d+ of the model's tensors \(e.g. generator\.") as err:
         evaluate_run(old, data_dir=str(data))
     assert "run.init_from" in err.value.hint
+
+
+def test_what_this_run_trains_starts_fresh_not_from_the_source(setup):
+    """A source that already has conversation weights (here the untrained ones of seed 5) must not
+    hand them to a conversation run: before this, variants trained on a full KGSF run fine-tuned its
+    decoder instead of training their own (found in the issue-4 GPU runs)."""
+    data, common, rec = setup
+    fresh = run_experiment("kgsf", "redial", data_dir=str(data), seed=6,
+                           overrides=common + ["run.tasks=[conv]", f"run.init_from={rec.run_dir}",
+                                               "stages.conv.epochs=0"])
+    source, after = _weights(rec.run_dir), _weights(fresh.run_dir)
+    decoder = [k for k in source if k.startswith("generator.") and source[k].is_floating_point()]
+    kept = [k for k in source if not k.startswith("generator.")]
+    assert decoder and kept
+    assert all(torch.equal(source[k], after[k]) for k in kept)
+    assert any(not torch.equal(source[k], after[k]) for k in decoder)     # seed 6's own initialisation
