@@ -17,10 +17,9 @@ from __future__ import annotations
 
 import argparse
 import time
+from contextlib import nullcontext
 
 import torch
-
-from contextlib import nullcontext
 
 from crsbench.models.base import CONV, move_to
 from crsbench.models.conversation import generation_loss

@@ -32,7 +32,8 @@ def start_weights(model: CRSModel, model_name: str, dataset_name: str, config: d
     parameter of the stages `run.tasks` skips (else those would silently stay at initialisation).
     The parameters that only this run's stages train are not loaded: they start fresh."""
     source = config["run"]["init_from"]
-    skipped = [s for s in model.stages() if s.task not in selected_tasks(model, config)]
+    selected = selected_tasks(model, config)
+    skipped = [s for s in model.stages() if s.task not in selected]
     if source is None:
         if skipped:
             logger.warning(f"run.tasks skips stages {[s.name for s in skipped]} and run.init_from is not set: "
@@ -75,7 +76,6 @@ def start_weights(model: CRSModel, model_name: str, dataset_name: str, config: d
                           f"e.g. {missing[0]}", hint=hint)
     # What this run's stages train starts fresh, as in the full pipeline (Algorithm 1 trains the
     # conversation module from scratch): a source that already trained it must not hand it over.
-    selected = selected_tasks(model, config)
     trained_here = {names[id(p)] for stage in model.stages() if stage.task in selected
                     for p in stage.parameters()} - needed
     loaded = {k: v for k, v in weights.items() if k in own and k not in trained_here}
