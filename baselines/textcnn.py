@@ -29,7 +29,8 @@ class TextCNN(CRSModel):
 
     def __init__(self, config: dict, data: DatasetBundle) -> None:
         super().__init__(config, data)
-        emb = torch.from_numpy(data.word_embeddings)
+        # a copy: from_pretrained keeps the tensor it gets, and training would write into the dataset
+        emb = torch.from_numpy(data.word_embeddings).clone()
         self.embedding = nn.Embedding.from_pretrained(emb, freeze=False, padding_idx=0)
         widths, channels = config["filter_widths"], config["channels"]
         self.convs = nn.ModuleList(nn.Conv1d(emb.shape[1], channels, w) for w in widths)

@@ -15,6 +15,7 @@ def test_learns_the_training_targets(name, tiny_bundle):
     if "conv" in config:
         config["conv"]["dim"] = 8               # the fixture's word2vec size
     model = cls(config, tiny_bundle)
+    word2vec = tiny_bundle.word_embeddings.copy()
     train = build_instances(tiny_bundle)["train"]
     stage = next(s for s in model.stages() if s.name == "rec")
     batch = model.collate(train.rec, "rec")
@@ -31,6 +32,8 @@ def test_learns_the_training_targets(name, tiny_bundle):
         optimizer.step()
     model.eval()
     assert loss_of().item() < 0.7 * first
+    # training a model must not write into the dataset's word2vec vectors, which other models share
+    assert (tiny_bundle.word_embeddings == word2vec).all()
     with torch.no_grad():
         scores = model.recommend(batch)
     assert scores.shape == (len(train.rec), tiny_bundle.num_items)
