@@ -1,7 +1,9 @@
 """The generic trainer: every model's stages run through this one loop.
 
-Per stage: optimiser (and per-epoch learning-rate decay) over the stage's parameters only (the rest frozen), a deterministic order of
-the training instances per (seed, stage, epoch), gradient clipping, mixed precision on CUDA,
+Per stage: optimiser (and per-epoch learning-rate decay) over the stage's parameters only (the
+rest frozen), a deterministic order of the training instances per (seed, stage, epoch), the random
+generators reseeded per (seed, stage), so that a stage trains the same whether or not earlier stages
+ran in this process, gradient clipping, mixed precision on CUDA,
 validation and early stopping with restore-best, an atomic checkpoint after every epoch (weights,
 optimiser, scaler, RNG states, progress), and TensorBoard curves. `fit(resume=True)` continues from
 the last checkpoint and ends with the same weights as an uninterrupted run.
@@ -24,9 +26,11 @@ from crsbench.datasets.instances import RecInstance, Sample, SplitInstances
 from crsbench.errors import ConfigError, TrainingError
 from crsbench.models.base import CONV, REC, CRSModel, Stage, move_to
 from crsbench.trainer import checkpoint
+from crsbench.trainer.seeding import seed_everything
 
 LOWER_IS_BETTER = frozenset({"ppl", "loss"})
 LAST, BEST, FINAL = "last.pt", "best.pt", "model.pt"
+STAGE_RNG_OFFSET = 5_003     # global generators: apart from the batch-order seeds (stage seed + epoch)
 
 
 def _optimizer(name: str, params: list, lr: float, weight_decay: float) -> torch.optim.Optimizer:
@@ -122,7 +126,11 @@ class Trainer:
         """Train every stage; returns per-stage summaries. Final weights go to run_dir/model.pt."""
         self.model.fit(self.instances["train"])
         tasks = selected_tasks(self.model, self.config)
-        stages = [stage for stage in self.model.stages() if stage.task in tasks]
+        declared = self.model.stages()
+        # a stage's randomness is keyed by its place among *all* declared stages, so that e.g. a
+        # run.tasks=[conv] run on a recommender run trains exactly like a full run's conversation stage
+        self._positions = {stage.name: position for position, stage in enumerate(declared)}
+        stages = [stage for stage in declared if stage.task in tasks]
         state = self._load_progress() if resume else None
         summaries: list[dict] = state["summaries"] if state else []
         first_stage = state["stage_index"] if state else 0
@@ -166,11 +174,13 @@ class Trainer:
             progress = state["progress"]
             self._step = state.get("step", 0)
             logger.info(f"stage '{stage.name}': resuming after epoch {progress['epoch']}")
+        else:       # dropout etc. draw from a stream of (seed, stage), not from what ran before
+            seed_everything(self._stage_seed(stage) + STAGE_RNG_OFFSET)
         instances = self._training_instances(stage)
         started = time.perf_counter()
         while progress["epoch"] < s["epochs"] and optimizer is not None:
             epoch = progress["epoch"]
-            loss = self._train_epoch(index, stage, epoch, instances, optimizer, scaler, s, use_amp)
+            loss = self._train_epoch(stage, epoch, instances, optimizer, scaler, s, use_amp)
             scheduler.step()
             entry = {"epoch": epoch + 1, "train_loss": loss}
             stop = False
@@ -212,13 +222,17 @@ class Trainer:
         self._save_progress(index + 1, True, None, None, scaler, progress, summaries + [summary])
         return summary
 
-    def _train_epoch(self, index: int, stage: Stage, epoch: int, instances: list,
+    def _stage_seed(self, stage: Stage) -> int:
+        """Base seed of a stage's random streams: the run's seed and the stage's declared place."""
+        return self.seed * 1_000_003 + self._positions[stage.name] * 10_007
+
+    def _train_epoch(self, stage: Stage, epoch: int, instances: list,
                      optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, s: dict,
                      use_amp: bool) -> float:
         self.model.train()
         lengths = [instance_length(x) for x in instances] if s["length_buckets"] else None
-        batches = batch_order(len(instances), s["batch_size"], lengths, torch.Generator().manual_seed(
-            self.seed * 1_000_003 + index * 10_007 + epoch))
+        batches = batch_order(len(instances), s["batch_size"], lengths,
+                              torch.Generator().manual_seed(self._stage_seed(stage) + epoch))
         total, count = 0.0, 0
         bar = tqdm(batches, desc=f"{stage.name} epoch {epoch + 1}", leave=False, mininterval=5.0)
         for step, rows in enumerate(bar):
