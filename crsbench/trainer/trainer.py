@@ -114,6 +114,9 @@ class Trainer:
         self.seed = int(config["run"]["seed"])
         self._writer: SummaryWriter | None = None
         self._step = 0
+        # a stage's randomness is keyed by its place among *all* declared stages, so that e.g. a
+        # run.tasks=[conv] run on a recommender run trains exactly like a full run's conversation stage
+        self._positions = {stage.name: place for place, stage in enumerate(model.stages())}
 
     @property
     def writer(self) -> SummaryWriter:
@@ -126,11 +129,7 @@ class Trainer:
         """Train every stage; returns per-stage summaries. Final weights go to run_dir/model.pt."""
         self.model.fit(self.instances["train"])
         tasks = selected_tasks(self.model, self.config)
-        declared = self.model.stages()
-        # a stage's randomness is keyed by its place among *all* declared stages, so that e.g. a
-        # run.tasks=[conv] run on a recommender run trains exactly like a full run's conversation stage
-        self._positions = {stage.name: position for position, stage in enumerate(declared)}
-        stages = [stage for stage in declared if stage.task in tasks]
+        stages = [stage for stage in self.model.stages() if stage.task in tasks]
         state = self._load_progress() if resume else None
         summaries: list[dict] = state["summaries"] if state else []
         first_stage = state["stage_index"] if state else 0
