@@ -46,7 +46,9 @@ def test_round_trip_then_cache_hit(spec, tmp_path):
     second = cache.load_or_build(spec, tmp_path / "cache")
     assert CountingSpec.builds == 1
     _same(make_tiny_bundle(), second)
-    assert second.fingerprint == first.fingerprint == cache.cache_key(spec)
+    assert second.fingerprint == first.fingerprint == spec.data_version().fingerprint
+    assert second.data_files == spec.data_version().files
+    assert cache.cache_key(spec) != spec.data_version().fingerprint        # the key adds the code
 
 
 def _entry(tmp_path) -> Path:
@@ -77,16 +79,19 @@ def test_damaged_entry_is_rebuilt(spec, tmp_path, damage):
 
 
 def test_changed_input_or_setting_changes_the_key(spec, tmp_path):
-    cache.load_or_build(spec, tmp_path / "cache")
+    first = cache.load_or_build(spec, tmp_path / "cache")
     (spec.root / "input.txt").write_text("v2")
-    cache.load_or_build(spec, tmp_path / "cache")
+    second = cache.load_or_build(spec, tmp_path / "cache")
     assert CountingSpec.builds == 2
+    assert second.data_files != first.data_files and second.fingerprint != first.fingerprint
     spec.settings["kg_min_relation_edges"] = 5
-    cache.load_or_build(spec, tmp_path / "cache")
+    third = cache.load_or_build(spec, tmp_path / "cache")
     assert CountingSpec.builds == 3
+    # a setting changes the fingerprint, not the data version (the raw files)
+    assert third.data_files == second.data_files and third.fingerprint != second.fingerprint
     spec.settings["dir"] = "elsewhere"                   # not a preprocessing setting
-    cache.load_or_build(spec, tmp_path / "cache")
-    assert CountingSpec.builds == 3
+    fourth = cache.load_or_build(spec, tmp_path / "cache")
+    assert CountingSpec.builds == 3 and fourth.fingerprint == third.fingerprint
 
 
 def test_no_partial_entries_are_left_behind(spec, tmp_path, monkeypatch):

@@ -61,6 +61,17 @@ def test_formats_merging_and_items(tmp_path, real_data_dir):
     assert bundle.item_titles[first.turns[1].items[0]] == "Pulp Fiction (1994)"
 
 
+def test_merged_record_with_empty_questionnaires(tmp_path, real_data_dir):
+    """The third shape (IARD release): merged messages joined with '...', `{}` questionnaires."""
+    record = _conv([{"senderWorkerId": 1, "text": "hi ... any horror like @84001 ?"},
+                    {"senderWorkerId": 2, "text": "sure ... @91332 is great"}],
+                   {"84001": "Donnie Darko (2001)", "91332": "Pulp Fiction (1994)"}, "iard-1")
+    spec = _spec(tmp_path, real_data_dir, [json.dumps(record)])
+    (conv,) = spec.build().splits["train"]
+    assert [t.role for t in conv.turns] == ["seeker", "recommender"]
+    assert all(len(t.items) == 1 for t in conv.turns) and conv.item_feedback == {}
+
+
 @pytest.mark.parametrize("line, fragment", [
     ('{"conversationId": 1, "initiatorWorkerId": 1, "respondentWorkerId": 2, "messages": [', "malformed JSON"),
     ('{"conversationId": 1, "initiatorWorkerId": 1, "messages": []}', "'respondentWorkerId'"),
@@ -79,7 +90,8 @@ def test_bad_records_name_file_line_and_key(tmp_path, real_data_dir, line, fragm
 
 def test_real_redial(redial):
     bundle, inst = redial.bundle, redial.instances
-    assert [len(bundle.splits[s]) for s in ("train", "valid", "test")] == [2557, 901, 1342]
+    # the shared train file holds 3,379 conversations since its second version (it had 2,557)
+    assert [len(bundle.splits[s]) for s in ("train", "valid", "test")] == [3379, 901, 1342]
     assert bundle.num_items == 6924
     assert bundle.entity_kg.num_relations == 36
     assert 370_000 < bundle.entity_kg.num_edges < 380_000
@@ -89,7 +101,8 @@ def test_real_redial(redial):
         assert all(r.target in bundle.item_index for r in inst[split].rec)
     test = inst["test"]
     assert test.counts() == {"samples": 7087, "rec_all": 4897, "rec_dedup": 4426, "rec_cold_start": 905}
-    # both train formats loaded: 1,830 + 727 conversations, merged ones have alternating roles
+    # all three record shapes loaded (2,473 original, 727 merged, 179 merged with empty
+    # questionnaires); consecutive messages of a speaker are one turn, so roles alternate
     for conv in bundle.splits["train"]:
         assert all(a.role != b.role for a, b in zip(conv.turns, conv.turns[1:]))
     assert sum(len(t.entities) > 0 for c in bundle.splits["test"] for t in c.turns) > 1000

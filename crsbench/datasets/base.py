@@ -7,7 +7,8 @@ from typing import ClassVar
 
 import platformdirs
 
-from crsbench.datasets.types import DatasetBundle
+from crsbench.datasets.provenance import DataVersion, data_version
+from crsbench.datasets.types import SPLITS, DatasetBundle
 
 DATA_ENV = "CRSBENCH_DATA"
 CACHE_ENV = "CRSBENCH_CACHE"
@@ -35,7 +36,8 @@ class DatasetSpec:
     """A dataset: where its raw files live and how they become a DatasetBundle.
 
     Subclasses are registered with @register_dataset("name"). `settings` is the resolved `data:`
-    section of the config; everything in it that changes the result must be in `cache_key_settings`.
+    section of the config; every setting in it but the locations (`provenance.NOT_KEYED`) keys the
+    preprocessing cache and the data fingerprint.
     """
 
     #: YAML with this dataset's overrides of the `data:` (and other) config sections, or None.
@@ -44,6 +46,8 @@ class DatasetSpec:
     subdir: ClassVar[str] = ""
     #: Raw files (relative to the sub-directory) the build reads; they key the cache.
     input_files: ClassVar[tuple[str, ...]] = ()
+    #: The splits the build produces (what `eval.splits` may name).
+    splits: ClassVar[tuple[str, ...]] = SPLITS
 
     def __init__(self, data_dir: Path, settings: dict) -> None:
         self.root = Path(data_dir) / self.subdir
@@ -57,6 +61,15 @@ class DatasetSpec:
             raise DataError(f"missing data files in {self.root.resolve()}: {', '.join(missing)}",
                             hint="put them there, or point --data-dir / $CRSBENCH_DATA at the directory "
                                  f"that holds a '{self.subdir}/' folder with them")
+
+    def data_version(self) -> DataVersion:
+        """The content hash of the input files, and the fingerprint with the keyed settings."""
+        name = getattr(type(self), "registered_name", type(self).__name__)
+        return data_version(name, self.root, self.input_files, self.settings)
+
+    def split_file(self, split: str) -> Path:
+        """The raw file a split is read from (named in errors about that split)."""
+        return self.root / f"{split}_data.jsonl"
 
     def build(self) -> DatasetBundle:
         """Full preprocessing from the raw files."""

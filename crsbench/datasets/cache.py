@@ -22,20 +22,11 @@ from loguru import logger
 
 from crsbench.datasets import safe_pickle
 from crsbench.datasets.base import DatasetSpec
+from crsbench.datasets.provenance import DataVersion
 from crsbench.datasets.types import Conversation, DatasetBundle, KnowledgeGraph, Turn, Vocabulary
 from crsbench.errors import DataError
 
-# `data:` settings that do not change the preprocessed result
-_NOT_KEYED = frozenset({"dir", "cache_dir", "download"})
 _PACKAGE_DIR = Path(__file__).resolve().parent
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _code_hash() -> str:
@@ -46,20 +37,10 @@ def _code_hash() -> str:
     return digest.hexdigest()
 
 
-def cache_key(spec: DatasetSpec) -> str:
-    """sha256 over the dataset name, the relevant settings, the input files and the code."""
-    digest = hashlib.sha256()
-    digest.update(type(spec).registered_name.encode() if hasattr(type(spec), "registered_name")
-                  else type(spec).__name__.encode())
-    settings = {k: v for k, v in spec.settings.items() if k not in _NOT_KEYED}
-    digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
-    for name in spec.input_files:
-        path = spec.root / name
-        if not path.exists():
-            raise DataError(f"{path}: input file missing", hint="check the data directory")
-        digest.update(name.encode() + _sha256(path).encode())
-    digest.update(_code_hash().encode())
-    return digest.hexdigest()
+def cache_key(spec: DatasetSpec, version: DataVersion | None = None) -> str:
+    """sha256 over the data fingerprint (name, input files, relevant settings) and the code."""
+    version = version or spec.data_version()
+    return hashlib.sha256((version.fingerprint + _code_hash()).encode()).hexdigest()
 
 
 # --- bundle <-> builtins + arrays ---------------------------------------------------------
@@ -84,7 +65,7 @@ def to_builtins(bundle: DatasetBundle) -> tuple[dict, dict[str, np.ndarray]]:
     data = {"name": bundle.name, "splits": splits, "entity_kg": _kg_parts(bundle.entity_kg, "entity", arrays),
             "word_kg": _kg_parts(bundle.word_kg, "word", arrays), "items": list(bundle.items),
             "item_titles": dict(bundle.item_titles), "vocab": list(bundle.vocab.tokens),
-            "fingerprint": bundle.fingerprint, "stats": dict(bundle.stats),
+            "fingerprint": bundle.fingerprint, "data_files": bundle.data_files, "stats": dict(bundle.stats),
             "mention_items": dict(bundle.mention_items)}
     return data, arrays
 
@@ -97,7 +78,7 @@ def from_builtins(data: dict, arrays) -> DatasetBundle:
     return DatasetBundle(data["name"], splits, _kg_from(data["entity_kg"], "entity", arrays),
                          _kg_from(data["word_kg"], "word", arrays), data["items"], data["item_titles"],
                          Vocabulary(data["vocab"]), arrays["word_embeddings"], data["fingerprint"],
-                         data["stats"], data["mention_items"])
+                         data["stats"], data["mention_items"], data["data_files"])
 
 
 # --- reading and writing entries ---------------------------------------------------------
@@ -153,7 +134,8 @@ def _write_entry(entry: Path, key: str, bundle: DatasetBundle) -> None:
 
 def load_or_build(spec: DatasetSpec, cache_dir: Path) -> DatasetBundle:
     """The preprocessed bundle: from a verified cache entry, else built (and cached)."""
-    key = cache_key(spec)
+    version = spec.data_version()
+    key = cache_key(spec, version)
     entry = _entry_dir(Path(cache_dir), spec, key)
     if entry.exists():
         try:
@@ -164,7 +146,7 @@ def load_or_build(spec: DatasetSpec, cache_dir: Path) -> DatasetBundle:
             logger.warning(f"preprocessing cache {entry} is unusable ({exc}); rebuilding it")
     logger.info(f"preprocessing {spec.root} (cached afterwards in {entry})")
     bundle = spec.build()
-    bundle.fingerprint = key
+    bundle.fingerprint, bundle.data_files = version.fingerprint, version.files
     try:
         _write_entry(entry, key, bundle)
     except OSError as exc:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from crsbench.datasets.jsonl import read_json
+from crsbench.datasets.jsonl import read_json, read_text
 from crsbench.datasets.kg import build_undirected_graph
 from crsbench.datasets.types import KnowledgeGraph
 from crsbench.errors import DataError
@@ -15,10 +15,7 @@ STOPWORDS_FILE = "stopwords.txt"
 
 def read_stopwords(path: Path) -> frozenset[str]:
     """One stopword per line (KGSF's stopwords.txt)."""
-    try:
-        return frozenset(w.strip().lower() for w in path.read_text(encoding="utf-8").splitlines() if w.strip())
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found", hint="put KGSF's stopwords.txt in the data directory") from None
+    return frozenset(w.strip().lower() for w in read_text(path).splitlines() if w.strip())
 
 
 def load_word_kg(edges_path: Path, index_path: Path, stopwords: frozenset[str]) -> tuple[KnowledgeGraph, dict[str, int]]:
@@ -27,17 +24,18 @@ def load_word_kg(edges_path: Path, index_path: Path, stopwords: frozenset[str]) 
     Returns the graph (nodes = the key index's words) and the word -> id index.
     """
     index = read_json(index_path)
-    if not isinstance(index, dict):
-        raise DataError(f"{index_path}: expected a JSON object word -> id", hint="replace the file")
+    if not isinstance(index, dict) or not index:
+        raise DataError(f"{index_path}: expected a non-empty JSON object word -> id", hint="replace the file")
+    bad = next((w for w, i in index.items() if isinstance(i, bool) or not isinstance(i, int) or i < 0), None)
+    if bad is not None:
+        raise DataError(f"{index_path}: key '{bad}' maps to {index[bad]!r}, not a word id (an integer >= 0)",
+                        hint="replace the file with the release's copy")
     num_nodes = max(index.values(), default=-1) + 1
     names = [""] * num_nodes
     for word, i in index.items():
         names[i] = word
     pairs = []
-    try:
-        lines = edges_path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise DataError(f"{edges_path}: file not found", hint="put the ConceptNet edge list in the data directory") from None
+    lines = read_text(edges_path).splitlines()
     for lineno, line in enumerate(lines, start=1):
         if not line.strip():
             continue

@@ -9,8 +9,6 @@ checked.
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -19,6 +17,7 @@ from typing import Callable, Sequence
 
 from loguru import logger
 
+from crsbench.atomic import atomic_write_bytes
 from crsbench.errors import DataError
 
 KGSF_RAW = "https://raw.githubusercontent.com/RUCAIBox/KGSF/master/"
@@ -90,16 +89,7 @@ def ensure_files(root: Path, files: Sequence[ReleaseFile], allow_download: bool 
             failures.append(f"{f.path} (download failed: {getattr(exc, 'reason', exc)})")
             continue
         verify_bytes(data, f.blob_id, f.url)
-        target = root / f.path
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write_bytes(root / f.path, data)
     if failures:
         sources = "\n".join(f"    {f.path}: {f.url or 'see ../shared/data/README.md'}" for f in missing)
         raise DataError(

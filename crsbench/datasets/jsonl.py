@@ -16,11 +16,17 @@ def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict]]:
     """Yield (line number, object) for each non-empty line; a bad line raises DataError."""
     path = Path(path)
     try:
-        handle = path.open(encoding="utf-8")
+        handle = path.open("rb")
     except FileNotFoundError:
         raise _missing(path) from None
     with handle:
-        for lineno, line in enumerate(handle, start=1):
+        for lineno, raw in enumerate(handle, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise DataError(f"{path}:{lineno}: not valid UTF-8 (byte {raw[exc.start]:#04x} at column "
+                                f"{exc.start + 1})", hint="re-save the file as UTF-8, or fix or delete that line"
+                                ) from None
             if not line.strip():
                 continue
             try:
@@ -46,13 +52,26 @@ def require(obj: dict, key: str, kind: type | tuple[type, ...], where: str) -> A
     return value
 
 
+def read_text(path: str | Path) -> str:
+    """A whole UTF-8 text file; a missing file or an undecodable byte is a DataError naming the
+    file (and line)."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise _missing(path) from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise DataError(f"{path}:{line}: not valid UTF-8 (byte {raw[exc.start]:#04x})",
+                        hint="replace the file with an intact UTF-8 copy") from None
+
+
 def read_json(path: str | Path) -> Any:
     """Load a whole JSON file; errors name the file and line."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise _missing(path) from None
+    text = read_text(path)
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:

@@ -6,10 +6,12 @@ from pathlib import Path
 
 from loguru import logger
 
-from crsbench.datasets.base import resolve_cache_dir, resolve_data_dir
+from crsbench.datasets.base import DatasetSpec, resolve_cache_dir, resolve_data_dir
 from crsbench.datasets.cache import load_or_build
 from crsbench.datasets.instances import SplitInstances, build_instances
+from crsbench.datasets.provenance import DataVersion
 from crsbench.datasets.types import DatasetBundle
+from crsbench.errors import DataError
 from crsbench.registry import get_dataset
 
 
@@ -19,15 +21,35 @@ class LoadedDataset:
 
     bundle: DatasetBundle
     instances: dict[str, SplitInstances]
+    version: DataVersion
+
+
+def dataset_spec(name: str, data_settings: dict, data_dir: str | Path | None = None) -> DatasetSpec:
+    """The registered dataset's spec over the resolved data directory."""
+    return get_dataset(name)(resolve_data_dir(data_dir or data_settings.get("dir")), data_settings)
+
+
+def _check_not_empty(spec: DatasetSpec, instances: dict[str, SplitInstances]) -> None:
+    """A split without samples or recommendation instances would train on nothing or score 0.0."""
+    for split in spec.splits:
+        inst = instances.get(split)
+        if inst is None or not inst.samples or not inst.rec:
+            what = "no samples" if inst is None or not inst.samples else "no recommendation instances"
+            raise DataError(f"{spec.split_file(split)}: the {split} split has {what} (no recommender turn with "
+                            "earlier context" + (")" if what == "no samples" else " that mentions an item)"),
+                            hint="the file is empty or truncated: put the dataset's complete file there")
 
 
 def load_dataset(name: str, data_settings: dict, data_dir: str | Path | None = None) -> LoadedDataset:
     """Resolve directories, make sure the raw files exist, load or build, build the instances."""
-    spec = get_dataset(name)(resolve_data_dir(data_dir or data_settings.get("dir")), data_settings)
+    spec = dataset_spec(name, data_settings, data_dir)
     spec.ensure_files()
     bundle = load_or_build(spec, resolve_cache_dir(data_settings.get("cache_dir")))
     instances = build_instances(bundle)
+    _check_not_empty(spec, instances)
     for split, inst in instances.items():
         counts = ", ".join(f"{k}={v}" for k, v in inst.counts().items())
         logger.info(f"{name}/{split}: {counts}")
-    return LoadedDataset(bundle, instances)
+    version = DataVersion(name, bundle.data_files, bundle.fingerprint)
+    logger.info(f"{name}: data version {version.files[:10]}, fingerprint {version.short}")
+    return LoadedDataset(bundle, instances, version)

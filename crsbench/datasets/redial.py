@@ -36,9 +36,59 @@ def _item_of_movie(movie_id: str, id2entity: dict, entity2id: dict, candidates: 
     return entity if entity in candidates else None
 
 
+def _is_id(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def read_release_pickles(root: Path) -> tuple[dict, dict, list, dict]:
+    """entity2entityId, id2entity, movie_ids and subkg, loaded through the allow-list unpickler and
+    checked against the release's schema: a file of the right type with wrong contents is a
+    DataError naming the file and the first bad entry."""
+    def bad(name: str, problem: str) -> DataError:
+        return DataError(f"{root / name}: {problem}", hint="replace it with the KGSF release's file "
+                                                             "(see the data README)")
+
+    loaded = {}
+    for name, kind in (("entity2entityId.pkl", dict), ("id2entity.pkl", dict), ("movie_ids.pkl", list),
+                       ("subkg.pkl", dict)):
+        obj = load_pickle(root / name)
+        if not isinstance(obj, kind):
+            raise bad(name, f"expected a {kind.__name__}, got {type(obj).__name__}")
+        if not obj:
+            raise bad(name, f"the {kind.__name__} is empty")
+        loaded[name] = obj
+    entity2id, id2entity = loaded["entity2entityId.pkl"], loaded["id2entity.pkl"]
+    candidates, subkg = loaded["movie_ids.pkl"], loaded["subkg.pkl"]
+    for key, value in entity2id.items():
+        if not isinstance(key, (str, int)) or not _is_id(value):
+            raise bad("entity2entityId.pkl", f"entry {key!r} -> {value!r}: expected a DBpedia URI (or movie id) "
+                                             "mapped to an entity id (an integer >= 0)")
+    num_entities = max(entity2id.values()) + 1
+    for key, value in id2entity.items():
+        if not isinstance(key, int) or not (value is None or isinstance(value, str)):
+            raise bad("id2entity.pkl", f"entry {key!r} -> {value!r}: expected a movie id (integer) mapped to a "
+                                       "DBpedia URI or None")
+    for position, item in enumerate(candidates):
+        if not _is_id(item) or item >= num_entities:
+            raise bad("movie_ids.pkl", f"item {position} is {item!r}: expected an entity id in 0..{num_entities - 1} "
+                                       "(the ids of entity2entityId.pkl)")
+    for head, pairs in subkg.items():
+        if not _is_id(head) or head >= num_entities or not isinstance(pairs, list):
+            raise bad("subkg.pkl", f"entry {head!r}: expected an entity id in 0..{num_entities - 1} mapped to a "
+                                   "list of (relation, tail) pairs")
+        for pair in pairs:
+            if (not isinstance(pair, (tuple, list)) or len(pair) != 2 or not _is_id(pair[0])
+                    or not _is_id(pair[1]) or pair[1] >= num_entities):
+                raise bad("subkg.pkl", f"entry {head!r} holds {pair!r}: expected (relation id, tail entity id "
+                                       f"in 0..{num_entities - 1})")
+    return entity2id, id2entity, candidates, subkg
+
+
 @register_dataset("redial")
 class RedialSpec(DatasetSpec):
-    """ReDial conversations in the KGSF release layout (both message formats accepted)."""
+    """ReDial conversations in the KGSF release layout. Three record shapes are read: the original
+    (one message per line of chat, `messageId`/`timeOffset`, questionnaires), and records whose
+    consecutive messages of one speaker are already merged, with questionnaires or with empty ones."""
 
     config_file = Path(__file__).with_name("redial.yaml")
     subdir = "redial"
@@ -52,15 +102,7 @@ class RedialSpec(DatasetSpec):
     def build(self) -> DatasetBundle:
         s, root = self.settings, self.root
         t0 = time.perf_counter()
-        entity2id = load_pickle(root / "entity2entityId.pkl")
-        id2entity = load_pickle(root / "id2entity.pkl")
-        candidates = load_pickle(root / "movie_ids.pkl")
-        subkg = load_pickle(root / "subkg.pkl")
-        for name, obj, kind in (("entity2entityId.pkl", entity2id, dict), ("id2entity.pkl", id2entity, dict),
-                                ("movie_ids.pkl", candidates, list), ("subkg.pkl", subkg, dict)):
-            if not isinstance(obj, kind):
-                raise DataError(f"{root / name}: expected a {kind.__name__}, got {type(obj).__name__}",
-                                hint="replace it with the KGSF release's file")
+        entity2id, id2entity, candidates, subkg = read_release_pickles(root)
         items = list(dict.fromkeys(candidates))
         candidate_set = set(items)
 

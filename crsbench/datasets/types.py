@@ -96,11 +96,12 @@ class DatasetBundle:
     item_titles: dict[int, str]              # item entity id -> readable title, for output
     vocab: Vocabulary
     word_embeddings: np.ndarray              # float32 [len(vocab), dim], word2vec trained on train
-    fingerprint: str                         # hash of the inputs and preprocessing settings
+    fingerprint: str                         # hash of the raw files and preprocessing settings (provenance.py)
     stats: dict[str, int | float] = field(default_factory=dict)
     # movie-mention token ("@84001") -> item entity id, where the text marks items with such tokens
     # (ReDial); a generated mention becomes a real recommended item and is shown as its title
     mention_items: dict[str, int] = field(default_factory=dict)
+    data_files: str = ""                     # hash of the raw files alone: the data version
 
     def __post_init__(self) -> None:
         self.item_index = {e: i for i, e in enumerate(self.items)}

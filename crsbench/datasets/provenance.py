@@ -1,0 +1,59 @@
+"""Which data produced a result: a dataset's data version (its raw files' contents) and fingerprint
+(the data version plus the preprocessing settings, i.e. what keys the preprocessing cache, less the
+code). Every run records both, so results on different data are never mixed."""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from crsbench.errors import DataError
+
+# `data:` settings that do not change the preprocessed result
+NOT_KEYED = frozenset({"dir", "cache_dir", "download"})
+SHORT = 10                     # hex digits shown in tables and listings
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file's bytes (always read: a timestamp cannot tell two quick writes apart)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class DataVersion:
+    """`files`: hash of the dataset's raw input files; `fingerprint`: files plus keyed settings."""
+
+    dataset: str
+    files: str
+    fingerprint: str
+
+    @property
+    def short(self) -> str:
+        return self.fingerprint[:SHORT]
+
+    def as_dict(self) -> dict[str, str]:
+        return {"dataset": self.dataset, "files": self.files, "fingerprint": self.fingerprint}
+
+
+def keyed_settings(settings: dict) -> dict:
+    """The `data:` settings that change the preprocessed result."""
+    return {k: v for k, v in settings.items() if k not in NOT_KEYED}
+
+
+def data_version(name: str, root: Path, input_files: tuple[str, ...], settings: dict) -> DataVersion:
+    """Hash the raw files (named in errors when missing) and the keyed settings of one dataset."""
+    files = hashlib.sha256(name.encode())
+    for relative in input_files:
+        path = root / relative
+        if not path.exists():
+            raise DataError(f"{path}: input file missing", hint="check the data directory")
+        files.update(b"\0" + relative.encode() + b"\0" + file_sha256(path).encode())
+    files_hex = files.hexdigest()
+    whole = hashlib.sha256(files_hex.encode())
+    whole.update(json.dumps(keyed_settings(settings), sort_keys=True, default=str).encode())
+    return DataVersion(name, files_hex, whole.hexdigest())
