@@ -105,3 +105,65 @@ def test_saved_config_round_trips(tmp_path):
     cfg = resolve_config(model, dataset)
     save_config(cfg, tmp_path / "run" / "config.yaml")
     assert load_saved_config(tmp_path / "run" / "config.yaml") == cfg
+
+
+def test_a_users_train_setting_reaches_every_stage_a_lower_layer_set(tmp_path):
+    """The model's YAML sets stages.pretrain.epochs; the user's train.epochs must not lose to it
+    silently, unless the user also sets that stage's own value."""
+    model, dataset = _classes(tmp_path, MODEL)
+    cfg = resolve_config(model, dataset, None, ["train.epochs=1"])
+    assert stage_settings(cfg, "pretrain")["epochs"] == 1 and stage_settings(cfg, "rec")["epochs"] == 1
+    cfg = resolve_config(model, dataset, None, ["train.epochs=1", "stages.pretrain.epochs=5"])
+    assert stage_settings(cfg, "pretrain")["epochs"] == 5 and stage_settings(cfg, "rec")["epochs"] == 1
+    user = tmp_path / "user.yaml"
+    user.write_text("train:\n  epochs: 7\n")
+    cfg = resolve_config(model, dataset, user, ["stages.pretrain.epochs=3"])
+    assert stage_settings(cfg, "pretrain")["epochs"] == 3 and stage_settings(cfg, "rec")["epochs"] == 7
+    # within one layer the stage entry is the more specific one and wins
+    same = tmp_path / "same.yaml"
+    same.write_text("train:\n  epochs: 7\nstages:\n  pretrain:\n    epochs: 2\n")
+    cfg = resolve_config(model, dataset, same)
+    assert stage_settings(cfg, "pretrain")["epochs"] == 2 and stage_settings(cfg, "rec")["epochs"] == 7
+
+
+def test_real_kgsf_user_epochs_reach_every_stage():
+    from crsbench.registry import get_dataset, get_model
+    cfg = resolve_config(get_model("kgsf"), get_dataset("redial"), None, ["train.epochs=1"])
+    assert [stage_settings(cfg, s)["epochs"] for s in ("pretrain", "rec", "conv")] == [1, 1, 1]
+    assert stage_settings(cfg, "conv")["batch_size"] == 32          # other stage settings stay
+
+
+def test_describe_names_the_layer_of_every_value(tmp_path):
+    from crsbench.config.loader import describe, resolve_with_sources
+    model, dataset = _classes(tmp_path, MODEL, "train:\n  batch_size: 8\n")
+    cfg, sources = resolve_with_sources(model, dataset, None, ["train.epochs=4"])
+    text = describe(cfg, sources)
+    lines = {line.split(":")[0]: line for line in text.splitlines() if not line.startswith("#")}
+    assert lines["train.lr"].endswith("# model (model.yaml)")
+    assert lines["train.batch_size"].endswith("# dataset (dataset.yaml)")
+    assert lines["run.seed"].endswith("# defaults")
+    assert lines["stages.pretrain.epochs"].endswith("# --set train.epochs=4")
+    assert "stages.rec.batch_size: 8" in lines["stages.rec.batch_size"]
+
+
+@pytest.mark.parametrize("override, key", [
+    ("train.lr=0", "train.lr"), ("train.lr=-0.1", "train.lr"), ("stages.rec.lr=-1", "stages.rec.lr"),
+    ("train.batch_size=0", "train.batch_size"), ("train.epochs=-1", "train.epochs"),
+    ("run.seed=-1", "run.seed"), ("run.seed=4294967296", "run.seed"), ("eval.splits=[test,bogus]", "eval.splits"),
+    ("eval.splits=[]", "eval.splits"), ("eval.ks=[0,10]", "eval.ks"), ("eval.batch_size=0", "eval.batch_size"),
+    ("train.checkpoint_minutes=0", "train.checkpoint_minutes"),
+])
+def test_range_checks_name_the_key_and_its_layer(tmp_path, override, key):
+    from crsbench.config.loader import check_ranges, resolve_with_sources
+    model, dataset = _classes(tmp_path, MODEL)
+    cfg, sources = resolve_with_sources(model, dataset, None, [override])
+    with pytest.raises(ConfigError) as err:
+        check_ranges(cfg, ("train", "valid", "test"), sources)
+    assert err.value.message.startswith(key) and f"--set {override}" in err.value.message
+    check_ranges(resolve_config(model, dataset), ("train", "valid", "test"))     # the defaults pass
+
+
+def test_set_reads_exponent_floats_without_a_dot():
+    assert parse_override("train.lr=1e-4") == {"train": {"lr": 1e-4}}
+    assert parse_override("train.lr=2.5E+3") == {"train": {"lr": 2500.0}}
+    assert parse_override("run.tag=e5") == {"run": {"tag": "e5"}}

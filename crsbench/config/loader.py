@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import re
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -18,6 +19,8 @@ from crsbench.atomic import atomic_write_text
 from crsbench.errors import ConfigError
 
 DEFAULTS_FILE = Path(__file__).with_name("defaults.yaml")
+PROTOCOLS_DIR = Path(__file__).with_name("protocols")
+DEFAULT_PROTOCOL = "crsbench"
 _OPEN_SECTIONS = ("model", "stages")     # sections whose keys the model's YAML declares
 
 
@@ -64,8 +67,22 @@ def _suggest(key: str, valid: list[str]) -> str:
     return f"did you mean '{close[0]}'?" if close else f"valid keys here: {', '.join(sorted(valid)) or '(none)'}"
 
 
-def _merge(base: dict, layer: dict, source: str, prefix: str = "", stage_keys: dict | None = None) -> None:
-    """Merge `layer` into `base` in place, checking every key against `base`."""
+Sources = dict[str, tuple[int, str]]       # dotted key -> (layer rank, layer label)
+
+
+def _mark(sources: Sources, tree: dict, prefix: str, rank: int, label: str) -> None:
+    """Record `label` as the source of every leaf of `tree` (a layer that set a whole section)."""
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            _mark(sources, value, f"{prefix}{key}.", rank, label)
+        else:
+            sources[f"{prefix}{key}"] = (rank, label)
+
+
+def _merge(base: dict, layer: dict, source: str, prefix: str = "", stage_keys: dict | None = None,
+           sources: Sources | None = None, rank: int = 0, label: str = "") -> None:
+    """Merge `layer` into `base` in place, checking every key against `base`; note each key's source."""
+    sources = {} if sources is None else sources
     for key, value in layer.items():
         dotted = f"{prefix}{key}"
         if prefix == "stages." and stage_keys is not None:
@@ -83,17 +100,25 @@ def _merge(base: dict, layer: dict, source: str, prefix: str = "", stage_keys: d
                     raise ConfigError(f"{source}: '{dotted}.{skey}' should be {type(stage_keys[skey]).__name__}, "
                                       f"got {svalue!r}", hint="fix the value's type")
                 base[key][skey] = svalue
+                sources[f"{dotted}.{skey}"] = (rank, label)
             continue
         if key not in base:
             raise ConfigError(f"{source}: unknown key '{dotted}'", hint=_suggest(key, list(base)))
         current = base[key]
         if isinstance(current, dict) and isinstance(value, dict):
-            _merge(current, value, source, dotted + ".", stage_keys)
+            _merge(current, value, source, dotted + ".", stage_keys, sources, rank, label)
             continue
         if not _type_ok(current, value):
             raise ConfigError(f"{source}: '{dotted}' should be {type(current).__name__}, got {value!r}",
                               hint=f"the default is {current!r}")
         base[key] = copy.deepcopy(value)
+        if isinstance(value, dict) and value:
+            _mark(sources, value, dotted + ".", rank, label)
+        else:
+            sources[dotted] = (rank, label)
+
+
+_FLOAT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
 
 
 def parse_override(text: str) -> dict:
@@ -108,6 +133,8 @@ def parse_override(text: str) -> dict:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
+    if isinstance(value, str) and _FLOAT.match(value.strip()):
+        value = float(value)          # YAML 1.1 reads 1e-4 (no dot) as a string
     out: dict = {}
     node = out
     for part in parts[:-1]:
@@ -116,34 +143,172 @@ def parse_override(text: str) -> dict:
     return out
 
 
-def resolve_config(model_cls: type, dataset_cls: type, user_file: str | Path | None = None,
-                   overrides: Sequence[str] = ()) -> dict:
-    """The resolved configuration of one run (a plain nested dict)."""
+def resolve_with_sources(model_cls: type, dataset_cls: type, user_file: str | Path | None = None,
+                         overrides: Sequence[str] = (), extra_layers: Sequence[tuple[str, Path]] = ()
+                         ) -> tuple[dict, dict[str, str]]:
+    """The resolved configuration of one run and, per dotted key, the layer that set it.
+
+    Layers, lowest first: defaults, the model's YAML, the dataset's YAML, `extra_layers` (label,
+    file; the protocol's layer, see protocol_layer), the user's file, `--set`. A stage's setting comes from whichever of `train.<key>` and
+    `stages.<stage>.<key>` was set by the higher layer (the stage entry wins within one layer), so
+    a user's `--set train.epochs=1` reaches every stage, unless the user also sets a stage's own.
+    """
     config = read_yaml(DEFAULTS_FILE)
+    sources: Sources = {}
+    _mark(sources, config, "", 0, "defaults")
     model_file = getattr(model_cls, "config_file", None)
     if model_file is not None:
         model_layer = read_yaml(model_file)
+        label = f"model ({Path(model_file).name})"
         # the model's YAML declares the keys of the open sections, then may set any existing key
         for section in _OPEN_SECTIONS:
             declared = model_layer.pop(section, None) or {}
             if not isinstance(declared, dict):
                 raise ConfigError(f"{model_file}: '{section}' must be a mapping", hint="fix the model's YAML")
             config[section] = copy.deepcopy(declared)
+            _mark(sources, config[section], f"{section}.", 1, label)
         for name, entry in config["stages"].items():
             for key in entry or {}:
                 if key not in config["train"]:
                     raise ConfigError(f"{model_file}: unknown key 'stages.{name}.{key}'",
                                       hint=_suggest(key, list(config["train"])))
             config["stages"][name] = entry or {}
-        _merge(config, model_layer, str(model_file), stage_keys=config["train"])
+        _merge(config, model_layer, str(model_file), stage_keys=config["train"], sources=sources, rank=1,
+               label=label)
+    layers: list[tuple[str, Path]] = []
     dataset_file = getattr(dataset_cls, "config_file", None)
     if dataset_file is not None:
-        _merge(config, read_yaml(dataset_file), str(dataset_file), stage_keys=config["train"])
+        layers.append((f"dataset ({Path(dataset_file).name})", Path(dataset_file)))
+    for label, path in extra_layers:
+        layers.append((label, path))
     if user_file is not None:
-        _merge(config, read_yaml(user_file), str(user_file), stage_keys=config["train"])
+        layers.append((f"file ({user_file})", Path(user_file)))
+    rank = 2
+    for label, path in layers:
+        layer = read_yaml(path)
+        if label.startswith("protocol"):          # a protocol speaks to every model: skip foreign stages
+            stages = layer.get("stages") or {}
+            layer["stages"] = {k: v for k, v in stages.items() if k in config["stages"]}
+        _merge(config, layer, str(path), stage_keys=config["train"], sources=sources, rank=rank, label=label)
+        rank += 1
     for text in overrides:
-        _merge(config, parse_override(text), f"--set {text}", stage_keys=config["train"])
-    return config
+        _merge(config, parse_override(text), f"--set {text}", stage_keys=config["train"], sources=sources,
+               rank=rank, label=f"--set {text}")
+    _settle_stage_keys(config, sources)
+    return config, {key: label for key, (_, label) in sources.items()}
+
+
+def _settle_stage_keys(config: dict, sources: Sources) -> None:
+    """Drop each `stages.<s>.<key>` that a higher layer's `train.<key>` overrides."""
+    for name, entry in config["stages"].items():
+        for key in list(entry):
+            own = sources.get(f"stages.{name}.{key}", (0, ""))
+            general = sources.get(f"train.{key}", (0, ""))
+            if general[0] > own[0]:
+                del entry[key]
+                sources.pop(f"stages.{name}.{key}", None)
+
+
+def protocols() -> list[str]:
+    """The protocols shipped with crsbench (crsbench/config/protocols/<name>.yaml)."""
+    return sorted(p.stem for p in PROTOCOLS_DIR.glob("*.yaml"))
+
+
+def protocol_layer(name: str | None) -> list[tuple[str, Path]]:
+    """The config layer of a named protocol (between the dataset's YAML and the user's file)."""
+    name = name or DEFAULT_PROTOCOL
+    path = PROTOCOLS_DIR / f"{name}.yaml"
+    if not path.exists():
+        known = protocols()
+        close = difflib.get_close_matches(name, known, n=1)
+        raise ConfigError(f"--protocol {name}: unknown protocol",
+                          hint=f"did you mean '{close[0]}'?" if close else f"protocols: {', '.join(known)}")
+    return [(f"protocol {name} ({path.name})", path)]
+
+
+def resolve_config(model_cls: type, dataset_cls: type, user_file: str | Path | None = None,
+                   overrides: Sequence[str] = (), extra_layers: Sequence[tuple[str, Path]] = ()) -> dict:
+    """The resolved configuration of one run (a plain nested dict); see resolve_with_sources."""
+    return resolve_with_sources(model_cls, dataset_cls, user_file, overrides, extra_layers)[0]
+
+
+def _flow(value) -> str:
+    """A value as one line of YAML flow style."""
+    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
+
+
+def describe(config: dict, sources: dict[str, str]) -> str:
+    """Every resolved setting with the layer it came from, then each stage's effective training
+    settings (what `crsbench run --dry-run` prints)."""
+    rows: list[tuple[str, str]] = []
+
+    def walk(tree: dict, prefix: str) -> None:
+        for key, value in tree.items():
+            dotted = f"{prefix}{key}"
+            if dotted == "stages":
+                continue
+            if isinstance(value, dict) and value:
+                walk(value, dotted + ".")
+            else:
+                rows.append((f"{dotted}: {_flow(value)}", sources.get(dotted, "defaults")))
+    walk(config, "")
+    for stage, own in config["stages"].items():
+        rows.append((f"# stage '{stage}' (effective training settings)", ""))
+        for key, value in stage_settings(config, stage).items():
+            dotted = f"stages.{stage}.{key}" if key in (own or {}) else f"train.{key}"
+            rows.append((f"stages.{stage}.{key}: {_flow(value)}", sources.get(dotted, "defaults")))
+    width = max(len(text) for text, _ in rows) + 2
+    return "\n".join(f"{text:<{width}}# {source}" if source else text for text, source in rows)
+
+
+SEED_MAX = 2**32 - 1
+# training settings that must be positive (> 0) or at least a bound
+_POSITIVE = ("lr", "lr_gamma", "checkpoint_minutes")
+_AT_LEAST = {"batch_size": 1, "epochs": 0, "early_stop_patience": 1, "log_every": 1, "grad_clip": 0,
+             "weight_decay": 0}
+
+
+def _where(key: str, sources: dict[str, str] | None) -> str:
+    source = (sources or {}).get(key)
+    return f"{key} (from {source})" if source else key
+
+
+def check_ranges(config: dict, splits: Sequence[str], sources: dict[str, str] | None = None) -> None:
+    """Values that are well typed but cannot work, caught before anything runs; the error names the
+    key and the layer that set it."""
+    def fail(key: str, problem: str, hint: str) -> None:
+        raise ConfigError(f"{_where(key, sources)}: {problem}", hint=hint)
+
+    seed = config["run"]["seed"]
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= SEED_MAX:
+        fail("run.seed", f"{seed!r} is not an integer in 0..{SEED_MAX}", "use e.g. --seed 1")
+    for stage in config["stages"]:
+        settings = stage_settings(config, stage)
+        for key in _POSITIVE:
+            value = settings.get(key)
+            if value is not None and not value > 0:
+                own = f"stages.{stage}.{key}" if key in (config["stages"][stage] or {}) else f"train.{key}"
+                fail(own, f"must be > 0 (stage '{stage}'), got {value!r}", f"e.g. --set {own}=0.001"
+                     if key == "lr" else f"give {own} a positive value")
+        for key, low in _AT_LEAST.items():
+            value = settings.get(key)
+            if value is not None and value < low:
+                own = f"stages.{stage}.{key}" if key in (config["stages"][stage] or {}) else f"train.{key}"
+                fail(own, f"must be >= {low} (stage '{stage}'), got {value!r}", f"give {own} a value >= {low}")
+    ev = config["eval"]
+    if not ev["splits"]:
+        fail("eval.splits", "is empty", f"choose among {', '.join(splits)}")
+    unknown = [s for s in ev["splits"] if s not in splits]
+    if unknown:
+        fail("eval.splits", f"unknown split(s) {', '.join(map(repr, unknown))}",
+             f"choose among {', '.join(splits)}")
+    for key in ("batch_size", "max_length", "beam_size"):
+        value = ev[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            fail(f"eval.{key}", f"{value!r} is not a positive integer", f"set eval.{key} to 1 or more")
+    for k in ev["ks"]:
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            fail("eval.ks", f"cut-off {k!r} is not a positive integer", "e.g. --set eval.ks=[1,10,50]")
 
 
 def stage_settings(config: dict, stage: str) -> dict:
