@@ -13,6 +13,7 @@ import argparse
 import json
 from pathlib import Path
 
+from crsbench.run_dir import RunDir
 from crsbench.metrics.generation import item_mention_profile
 
 COLUMNS = ["item_ratio", "with_item", "distinct_items", "repeated", "gold", "context", "top10"]
@@ -26,7 +27,7 @@ def main() -> None:
     print("| run | " + " | ".join(COLUMNS) + " |")
     print("|---|" + "---|" * len(COLUMNS))
     for run in args.runs:
-        path = Path(run) / f"predictions_{args.split}.jsonl"
+        path = RunDir(Path(run)).predictions(args.split)
         if not path.exists():
             raise SystemExit(f"{path}: missing; run `crsbench evaluate --run {run} --dump` first")
         records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

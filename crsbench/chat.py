@@ -118,6 +118,22 @@ class ChatSession:
         return out
 
 
+INVALID_TEXT = "(that line was not valid UTF-8 text; it was skipped, please type it again)"
+
+
+def _read_line(stdin: TextIO) -> str | None:
+    """The next line, decoded as UTF-8 one line at a time from the raw bytes where there are any, so
+    an undecodable line (whatever the locale) is skipped alone; None for an undecodable line."""
+    raw = getattr(stdin, "buffer", None)
+    if raw is None:
+        return stdin.readline()
+    data = raw.readline()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
 def run_chat(session: ChatSession, stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout) -> int:
     """Read lines until /quit or end of input; prompts only when stdin is a terminal."""
     interactive = stdin.isatty()
@@ -125,10 +141,9 @@ def run_chat(session: ChatSession, stdin: TextIO = sys.stdin, stdout: TextIO = s
     while True:
         if interactive:
             print("you: ", end="", file=stdout, flush=True)
-        try:
-            line = stdin.readline()
-        except UnicodeDecodeError:
-            print("(that line was not valid text; please type it again)", file=stdout)
+        line = _read_line(stdin)
+        if line is None:
+            print(INVALID_TEXT, file=stdout, flush=True)
             continue
         if not line or line.strip().lower() == "/quit":
             break

@@ -13,12 +13,12 @@ import random
 from pathlib import Path
 from typing import Any
 
-import yaml
 from loguru import logger
 
 from crsbench.atomic import atomic_write, atomic_write_json
 from crsbench.datasets.jsonl import read_jsonl
 from crsbench.errors import ConfigError, DataError
+from crsbench.run_dir import RunDir
 
 COLUMNS = ["item_id", "dialogue", "context", "response", "fluency", "informativeness"]
 ASPECTS = ("fluency", "informativeness")
@@ -32,20 +32,19 @@ def key_path(out_csv: Path) -> Path:
 
 def _run_info(run_dir: Path) -> tuple[str, str]:
     """(system label, dataset) of a run: the model name, plus `_<tag>` when run.tag is non-empty."""
-    meta_path = run_dir / "run.json"
-    if not meta_path.exists():
-        raise ConfigError(f"{run_dir}: not a run directory (no run.json)",
+    run = RunDir(Path(run_dir))
+    if not run.meta_file.exists():
+        raise ConfigError(f"{run_dir}: not a run directory (no {RunDir.META})",
                           hint="pass directories printed by `crsbench run`, e.g. runs/redial/kgsf/...")
-    meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    cfg_path = run_dir / "config.yaml"
-    cfg = yaml.safe_load(cfg_path.read_text(encoding="utf-8")) if cfg_path.exists() else None
+    meta = run.read_meta()
+    cfg = run.read_config() if run.config_file.exists() else None
     tag = str(((cfg or {}).get("run") or {}).get("tag") or "")
     return (meta["model"] + (f"_{tag}" if tag else "")), str(meta.get("dataset", ""))
 
 
 def _read_conv(run_dir: Path, split: str) -> dict[int, dict]:
     """The run's "conv" prediction records keyed by sample_id ("rec" lines are skipped)."""
-    path = run_dir / f"predictions_{split}.jsonl"
+    path = RunDir(Path(run_dir)).predictions(split)
     if not path.exists():
         raise DataError(f"{path}: predictions file not found",
                         hint=f"dump the predictions first: crsbench evaluate --run {run_dir} --dump")

@@ -2,17 +2,15 @@
 on a recommender trained once (Algorithm 1 freezes the KG module and recommender there)."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-import torch
 from loguru import logger
 
-from crsbench.config.loader import load_saved_config
+from crsbench.datasets.provenance import NOT_KEYED
 from crsbench.errors import ConfigError
-from crsbench.models.base import CRSModel
-from crsbench.run_files import CONFIG_FILE, RUN_META, WEIGHTS_FILE
-from crsbench.trainer.trainer import selected_tasks
+from crsbench.models.base import CRSModel, selected_tasks
+from crsbench.run_dir import RunDir
+from crsbench.trainer import checkpoint
 
 
 def _differences(theirs: dict, ours: dict, prefix: str) -> list[str]:
@@ -40,20 +38,20 @@ def start_weights(model: CRSModel, model_name: str, dataset_name: str, config: d
                            "their parameters stay at initialisation (set run.init_from=RUN_DIR to start "
                            "from a trained run)")
         return
-    source = Path(source)
+    run = RunDir(Path(source))
+    source = run.path
     hint = "run.init_from must be a finished `crsbench run` directory of the same model and dataset"
-    if not (source / RUN_META).exists() or not (source / WEIGHTS_FILE).exists():
-        raise ConfigError(f"run.init_from: {source} is not a finished run (need {RUN_META} and {WEIGHTS_FILE})",
-                          hint=hint)
-    meta = json.loads((source / RUN_META).read_text())
+    if not run.meta_file.exists() or not run.weights.exists():
+        raise ConfigError(f"run.init_from: {source} is not a finished run (need {RunDir.META} and "
+                          f"{RunDir.WEIGHTS})", hint=hint)
+    meta = run.read_meta()
     if (meta["model"], meta["dataset"]) != (model_name, dataset_name):
         raise ConfigError(f"run.init_from: {source} is a {meta['model']} run on {meta['dataset']}, this run is "
                           f"{model_name} on {dataset_name}", hint=hint)
-    ignore = {"dir", "cache_dir", "download"}
-    saved = load_saved_config(source / CONFIG_FILE)
+    saved = run.read_config()
     theirs = saved["data"]
     changed = sorted(k for k in set(theirs) | set(config["data"])
-                     if k not in ignore and theirs.get(k) != config["data"].get(k))
+                     if k not in NOT_KEYED and theirs.get(k) != config["data"].get(k))
     if changed:
         raise ConfigError(f"run.init_from: {source} was trained with other data settings ({', '.join(changed)})",
                           hint="use the same data.* settings as the source run")
@@ -61,7 +59,7 @@ def start_weights(model: CRSModel, model_name: str, dataset_name: str, config: d
     if differing:
         logger.warning(f"run.init_from: model settings differ from {source}: {'; '.join(differing)} "
                        "(fine for settings of the stages this run trains, e.g. model.copy)")
-    weights = torch.load(source / WEIGHTS_FILE, map_location="cpu", weights_only=True)
+    weights = checkpoint.load(run.weights)
     own = model.state_dict()
     mismatched = [k for k in own if k in weights and weights[k].shape != own[k].shape]
     if mismatched:

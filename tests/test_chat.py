@@ -127,3 +127,25 @@ def test_evaluate_dump_and_human_eval_export(trained_run, tmp_path):
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert sheet.exists() and sheet.with_name("sheet.key.json").exists()
+
+
+def test_chat_skips_an_undecodable_line_under_a_strict_locale(trained_run):
+    """Under the C locale with no UTF-8 coercion, stdin is ASCII: a line that is not valid UTF-8 gets
+    a notice and the session answers the next lines (it used to stop answering)."""
+    run, data, env = trained_run
+    strict = {**env, "LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0"}
+    strict.pop("PYTHONIOENCODING", None)
+    script = b"hi! i like scary movies\n\xff\xfe caf\xe9\nhave you seen the shining?\nmerci \xe2\x98\xba\n"
+    proc = subprocess.run([sys.executable, "-m", "crsbench", "chat", "--run", str(run), "--data-dir", str(data)],
+                          input=script, env=strict, capture_output=True, timeout=600)
+    out = proc.stdout.decode("ascii", "replace")
+    assert proc.returncode == 0, proc.stderr.decode("ascii", "replace")[-3000:]
+    assert "not valid UTF-8" in out and out.count("system:") == 3
+    assert "understood: The Shining" in out
+
+
+def test_top_k_below_one_is_refused(trained_run):
+    run, data, env = trained_run
+    proc = subprocess.run([sys.executable, "-m", "crsbench", "chat", "--run", str(run), "--top-k", "0"],
+                          input="", env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "--top-k 0" in proc.stderr and "Traceback" not in proc.stderr

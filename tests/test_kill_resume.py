@@ -1,5 +1,8 @@
-"""SIGKILL a KGSF run in the middle of an epoch, resume it, and get exactly the uninterrupted result.
+"""Kill a KGSF run in the middle of an epoch, resume it, and get exactly the uninterrupted result.
 
+SIGKILL: the process dies at once; the run is shown as stale, and resumes from the last checkpoint,
+written within the epoch (train.checkpoint_minutes). SIGTERM: the run writes a checkpoint after the
+current step, says `interrupted` in run.json, exits with 128+15, and resumes from that step.
 Small scale: a ReDial-format data directory holding the first conversations of each real split and
 the real DBpedia/ConceptNet files; a narrow KGSF so an epoch takes a few seconds.
 """
@@ -10,6 +13,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 import torch
 
 from conftest import small_redial
@@ -31,46 +35,93 @@ def _run_dir(out):
     return run
 
 
-def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(real_data_dir, tmp_path):
-    data = small_redial(real_data_dir, tmp_path)
-    env = {**os.environ, "CRSBENCH_CACHE": str(tmp_path / "cache")}
+@pytest.fixture(scope="module")
+def setup(real_data_dir, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("kill")
+    data = small_redial(real_data_dir, tmp)
+    env = {**os.environ, "CRSBENCH_CACHE": str(tmp / "cache")}
     common = ["run", "--model", "kgsf", "--dataset", "redial", "--data-dir", str(data), "--seed", "7"]
-    sets = [a for s in SETTINGS for a in ("--set", s)]
-
-    straight_out = tmp_path / "straight"
-    proc = _start(common + sets + ["--set", f"run.output_dir={straight_out}"], env)
+    common += [a for s in SETTINGS for a in ("--set", s)]
+    straight_out = tmp / "straight"
+    proc = _start(common + ["--set", f"run.output_dir={straight_out}"], env)
     log, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, log
+    # the interrupted runs also checkpoint every 0.6 s within an epoch (checkpoints draw no random
+    # numbers, so the straight run, which writes none, is the reference)
+    return tmp, env, common + ["--set", "train.checkpoint_minutes=0.01"], _run_dir(straight_out)
 
-    killed_out = tmp_path / "killed"
-    proc = _start(common + sets + ["--set", f"run.output_dir={killed_out}"], env)
+
+def _kill_mid_epoch(proc, out, sig):
+    """Send `sig` once a checkpoint inside rec epoch 2 exists (run.json's heartbeat follows every
+    checkpoint, and is cheap to poll); returns the run dir."""
     deadline = time.time() + 600
-    killed_mid_epoch = False
     while time.time() < deadline and proc.poll() is None:
-        last = killed_out / "redial" / "kgsf"
-        ckpts = list(last.glob("*/checkpoints/last.pt")) if last.exists() else []
-        if ckpts:
+        for meta_file in out.glob("redial/kgsf/*/run.json"):
             try:
-                state = checkpoint.load(ckpts[0])
-            except (RuntimeError, EOFError, OSError):
-                state = None                      # being replaced right now: look again
-            if state and state["stage_index"] == 1 and state["progress"]["epoch"] == 1:
-                time.sleep(0.5)                  # into rec epoch 2
-                proc.send_signal(signal.SIGKILL)
-                killed_mid_epoch = True
-                break
+                progress = json.loads(meta_file.read_text()).get("progress") or {}
+            except ValueError:
+                continue
+            if progress.get("stage") == "rec" and progress.get("epoch") == 1 and progress.get("batch"):
+                proc.send_signal(sig)
+                return meta_file.parent
         time.sleep(0.05)
+    raise AssertionError("the run ended before it could be signalled")
+
+
+def _same_as_straight(run, straight):
+    assert json.loads((run / "metrics.json").read_text())["metrics"] == \
+        json.loads((straight / "metrics.json").read_text())["metrics"]
+    a = torch.load(straight / "model.pt", weights_only=True)
+    b = torch.load(run / "model.pt", weights_only=True)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _listing(env, out):
+    proc = subprocess.run([sys.executable, "-m", "crsbench", "runs", "--output-dir", str(out)], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(setup):
+    tmp, env, common, straight = setup
+    out = tmp / "killed"
+    proc = _start(common + ["--set", f"run.output_dir={out}"], env)
+    run = _kill_mid_epoch(proc, out, signal.SIGKILL)
     proc.wait(timeout=60)
-    assert killed_mid_epoch and proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
-    run = _run_dir(killed_out)
+    assert proc.returncode == -signal.SIGKILL
     assert not (run / "metrics.json").exists()
+    assert json.loads((run / "run.json").read_text())["status"] == "running"
+    listing = _listing(env, out)
+    assert " stale " in listing and "stage 2/2 rec, 1/3 epochs done" in listing   # the process is gone
 
     proc = _start(["run", "--resume", str(run)], env)
     log, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, log
-    straight = json.loads((_run_dir(straight_out) / "metrics.json").read_text())["metrics"]
-    resumed = json.loads((run / "metrics.json").read_text())["metrics"]
-    assert resumed == straight
-    a = torch.load(_run_dir(straight_out) / "model.pt", weights_only=True)
-    b = torch.load(run / "model.pt", weights_only=True)
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert "resuming in epoch 2 after" in log
+    _same_as_straight(run, straight)
+    assert " finished " in _listing(env, out)
+
+
+def test_sigterm_checkpoints_marks_interrupted_and_resumes(setup):
+    tmp, env, common, straight = setup
+    out = tmp / "terminated"
+    proc = _start(common + ["--set", f"run.output_dir={out}"], env)
+    run = _kill_mid_epoch(proc, out, signal.SIGTERM)
+    log, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, log
+    assert "--resume" in log and "Traceback" not in log
+    meta = json.loads((run / "run.json").read_text())
+    assert meta["status"] == "interrupted"
+    state = checkpoint.load(run / "checkpoints" / "last.pt")
+    assert state["progress"]["in_epoch"]["epoch"] == 1
+    assert " interrupted " in _listing(env, out)
+    proc = _start(["run", "--resume", str(run)], env)
+    log, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, log
+    _same_as_straight(run, straight)
+    # every run file is created with the user's umask, not mkstemp's 0600
+    mask = os.umask(0o022)
+    os.umask(mask)
+    for name in ("run.json", "config.yaml", "metrics.json", "model.pt", "checkpoints/last.pt"):
+        assert (run / name).stat().st_mode & 0o777 == 0o666 & ~mask, name

@@ -102,9 +102,11 @@ def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_checkpoint(tiny_bu
 
 
 def test_a_stage_trains_only_its_parameters(tiny_bundle, tmp_path):
-    config = _config("stages.rec.epochs=0")
+    config = _config()
     seed_everything(0)
     model = KGSF(config["model"], tiny_bundle)
+    declared = model.stages
+    model.stages = lambda: [s for s in declared() if s.name == "pretrain"]     # MIM pre-training alone
     before = {k: v.clone() for k, v in model.recommender.state_dict().items()}
     kg_before = model.entity_kg_encoder.rgcn.comp.detach().clone()
     Trainer(model, build_instances(tiny_bundle), config, tmp_path).fit()
@@ -115,9 +117,70 @@ def test_a_stage_trains_only_its_parameters(tiny_bundle, tmp_path):
 
 
 def test_tensorboard_scalars_are_written(tiny_bundle, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     config = _config("train.log_every=1", "stages.rec.early_stop_metric=recall@50")
-    _train(tiny_bundle, tmp_path, config)
-    assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+    _, summary = _train(tiny_bundle, tmp_path, config)
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    tags = events.Tags()["scalars"]
+    assert {"pretrain/train/loss", "rec/train/loss", "rec/valid/all/recall@50"} <= set(tags)
+    # one validation point per rec epoch, equal to what the summary's history recorded
+    valid = [e.value for e in events.Scalars("rec/valid/all/recall@50")]
+    history = [h["valid"]["all/recall@50"] for h in summary["stages"][1]["history"]]
+    assert valid == pytest.approx(history) and len(valid) == 3
+    assert len(events.Scalars("rec/train/loss")) == 3 * 3          # 3 epochs x 3 steps, log_every=1
+
+
+def test_a_scored_stage_without_epochs_is_refused_but_pretraining_may_be_skipped(tiny_bundle, tmp_path):
+    from crsbench.errors import ConfigError
+    with pytest.raises(ConfigError, match="stages.rec.epochs is 0"):
+        _train(tiny_bundle, tmp_path / "a", _config("stages.rec.epochs=0"))
+    _, summary = _train(tiny_bundle, tmp_path / "b", _config("stages.pretrain.epochs=0"))
+    assert summary["stages"][0]["epochs"] == 0 and summary["stages"][1]["epochs"] == 3
+
+
+def test_stop_request_checkpoints_mid_epoch_and_resume_is_bit_identical(tiny_bundle, tmp_path):
+    """SIGTERM's path: the handler sets the flag, the trainer writes a checkpoint after the current
+    step (inside the epoch) and stops; --resume continues with the remaining batches."""
+    import signal
+    from crsbench.interrupt import RunInterrupted, StopRequest
+    config = _config()
+    straight, _ = _train(tiny_bundle, tmp_path / "a", config)
+    seed_everything(config["run"]["seed"])
+    model = KGSF(config["model"], tiny_bundle)
+    stop = StopRequest()
+    original, calls = model.rec_loss, {"n": 0}
+    def signalled(batch):
+        calls["n"] += 1
+        if calls["n"] == 5:                     # rec epoch 2, step 2 of 3
+            stop._handle(signal.SIGTERM, None)
+        return original(batch)
+    model.rec_loss = signalled
+    with pytest.raises(RunInterrupted) as err:
+        Trainer(model, build_instances(tiny_bundle), config, tmp_path / "b", stop).fit()
+    assert err.value.exit_code == 128 + signal.SIGTERM
+    state = checkpoint.load(tmp_path / "b" / "checkpoints" / "last.pt")
+    assert state["stage_index"] == 1 and state["progress"]["epoch"] == 1
+    assert state["progress"]["in_epoch"]["batches"] == 2
+    resumed, summary = _train(tiny_bundle, tmp_path / "b", config, resume=True)
+    for key, value in straight.state_dict().items():
+        assert torch.equal(value, resumed.state_dict()[key]), key
+    assert [len(s["history"]) for s in summary["stages"]] == [2, 3, 1]
+
+
+def test_time_based_checkpoints_within_an_epoch(tiny_bundle, tmp_path):
+    """With checkpoint_minutes tiny, a checkpoint follows every step; killed after one, the run
+    resumes inside the epoch and ends as the uninterrupted run."""
+    config = _config("train.checkpoint_minutes=0.000001")
+    straight, _ = _train(tiny_bundle, tmp_path / "a", config)
+    with pytest.raises(KeyboardInterrupt):
+        _train(tiny_bundle, tmp_path / "b", config, crash_after=4)      # dies at rec epoch 2, step 2
+    state = checkpoint.load(tmp_path / "b" / "checkpoints" / "last.pt")
+    within = state["progress"]["in_epoch"]
+    assert (within["epoch"], within["batches"], within["count"]) == (1, 1, 1) and within["total"] > 0
+    resumed, _ = _train(tiny_bundle, tmp_path / "b", config, resume=True)
+    for key, value in straight.state_dict().items():
+        assert torch.equal(value, resumed.state_dict()[key]), key
 
 
 def test_run_tasks_selects_the_stages(tiny_bundle, tmp_path):

@@ -14,6 +14,7 @@ from typing import Any, Callable, ClassVar, Iterable, Iterator, Sequence
 import torch
 from torch import nn
 
+from crsbench.errors import ConfigError
 from crsbench.datasets.instances import RecInstance, Sample, SplitInstances
 from crsbench.datasets.types import DatasetBundle
 from crsbench.models.decoding import DecodeState, decode
@@ -31,6 +32,7 @@ class Stage:
     `loss(batch)` returns a scalar tensor, or a dict with key "loss" plus extra terms to log.
     `parameters()` yields the parameters this stage trains; everything else stays frozen.
     `validate` names the evaluation run on the valid split after each epoch (REC, CONV or None).
+    `optional`: the stage may be given 0 epochs (e.g. pre-training); every other stage needs >= 1.
     """
 
     name: str
@@ -38,6 +40,7 @@ class Stage:
     loss: Callable[[Any], torch.Tensor | dict[str, torch.Tensor]]
     parameters: Callable[[], Iterable[nn.Parameter]]
     validate: str | None = None
+    optional: bool = False
 
 
 class CRSModel(nn.Module):
@@ -137,6 +140,19 @@ class CRSModel(nn.Module):
         for tensor in list(self.parameters()) + list(self.buffers()):
             return tensor.device
         return torch.device("cpu")
+
+
+def selected_tasks(model: CRSModel, config: dict) -> tuple[str, ...]:
+    """The model's tasks that `run.tasks` keeps (null: all): stages of other tasks are skipped and
+    those tasks are not evaluated, e.g. run.tasks=[rec] for a recommendation-only KGSF run."""
+    wanted = config["run"]["tasks"]
+    if wanted is None:
+        return tuple(model.tasks)
+    unknown = [t for t in wanted if t not in model.tasks]
+    if unknown or not wanted:
+        raise ConfigError(f"run.tasks: {wanted!r} is not a non-empty subset of {type(model).__name__}'s "
+                          f"tasks {list(model.tasks)}", hint=f"use e.g. run.tasks=[{model.tasks[0]}], or null for all")
+    return tuple(t for t in model.tasks if t in wanted)
 
 
 def move_to(obj: Any, device: torch.device) -> Any:

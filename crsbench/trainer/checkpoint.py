@@ -1,7 +1,9 @@
 """Training checkpoints: written atomically, read with torch.load(weights_only=True)."""
 from __future__ import annotations
 
+import pickle
 import random
+import re
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +11,7 @@ import numpy as np
 import torch
 
 from crsbench.atomic import atomic_write
+from crsbench.errors import DataError
 
 
 def save(obj: dict, path: Path) -> None:
@@ -17,8 +20,27 @@ def save(obj: dict, path: Path) -> None:
 
 
 def load(path: Path) -> dict:
-    """A checkpoint written by save(); only tensors and plain containers are accepted."""
-    return torch.load(path, map_location="cpu", weights_only=True)
+    """A checkpoint or weights file written by save(); only tensors and plain containers are
+    accepted. A missing, truncated or corrupt file, or one that wants to import code (refused by
+    torch's weights-only loader), is a DataError naming the file."""
+    path = Path(path)
+    hint = (f"the file is damaged or was not written by crsbench; for a checkpoint, delete {path.name} to "
+            "resume from the stage's start, or start the run again")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found", hint="pass a run directory that finished training") from None
+    except pickle.UnpicklingError as exc:
+        found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        detail = f"it wants to import {found.group(1)}" if found else str(exc).strip().splitlines()[0][:200]
+        raise DataError(f"{path}: refused to load: {detail}, and weights may only hold tensors and plain "
+                        "containers", hint=hint + "; never load such a file from an untrusted source") from None
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError, TypeError) as exc:
+        raise DataError(f"{path}: unreadable ({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}); "
+                        "it is truncated or corrupt", hint=hint) from None
+    if not isinstance(state, dict):
+        raise DataError(f"{path}: expected a dict of tensors, found {type(state).__name__}", hint=hint)
+    return state
 
 
 def rng_state() -> dict[str, Any]:

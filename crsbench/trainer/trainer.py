@@ -24,12 +24,13 @@ from crsbench.atomic import atomic_write
 from crsbench.config.loader import stage_settings
 from crsbench.datasets.instances import RecInstance, Sample, SplitInstances
 from crsbench.errors import ConfigError, TrainingError
-from crsbench.models.base import CONV, REC, CRSModel, Stage, move_to
+from crsbench.metrics.definitions import metric, result_key
+from crsbench.models.base import CONV, REC, CRSModel, Stage, move_to, selected_tasks
+from crsbench.run_dir import RunDir
 from crsbench.trainer import checkpoint
+from crsbench.interrupt import StopRequest
 from crsbench.trainer.seeding import seed_everything
 
-LOWER_IS_BETTER = frozenset({"ppl", "loss"})
-LAST, BEST, FINAL = "last.pt", "best.pt", "model.pt"
 STAGE_RNG_OFFSET = 5_003     # global generators: apart from the batch-order seeds (stage seed + epoch)
 
 
@@ -45,21 +46,24 @@ def _optimizer(name: str, params: list, lr: float, weight_decay: float) -> torch
 
 
 def early_stop_value(expression: str, metrics: dict[str, float]) -> tuple[float, bool]:
-    """(value, higher_is_better) of e.g. "recall@1+recall@50" (valid `all` view) or "ppl"."""
+    """(value, higher_is_better) of e.g. "recall@1+recall@50" (valid `all` view) or "ppl"; each
+    metric says its own direction (crsbench/metrics/definitions.py)."""
     terms = [t.strip() for t in expression.split("+") if t.strip()]
-    lower = all(t.split("/")[-1] in LOWER_IS_BETTER for t in terms)
-    if any(t.split("/")[-1] in LOWER_IS_BETTER for t in terms) and not lower:
+    try:
+        directions = {metric(t).higher_is_better for t in terms}
+    except ConfigError as exc:
+        raise ConfigError(f"early_stop_metric: {exc.message}", hint=exc.hint) from None
+    if len(directions) != 1:
         raise ConfigError(f"early_stop_metric '{expression}' mixes lower- and higher-is-better metrics",
                           hint="use e.g. recall@1+recall@50, or ppl alone")
     total = 0.0
     for term in terms:
-        candidates = [term, f"all/{term}", f"gen/{term}"]
-        key = next((k for k in candidates if k in metrics), None)
+        key = result_key(term, metrics)
         if key is None:
             raise ConfigError(f"early_stop_metric: '{term}' is not among the validation metrics",
                               hint=f"available: {', '.join(sorted(metrics))}")
         total += metrics[key]
-    return total, not lower
+    return total, directions.pop()
 
 
 BUCKET_POOL = 50         # batches whose instances are sorted by length together
@@ -89,27 +93,14 @@ def batch_order(num: int, size: int, lengths: list[int] | None, generator: torch
     return [batches[i] for i in shuffle]
 
 
-def selected_tasks(model: CRSModel, config: dict) -> tuple[str, ...]:
-    """The model's tasks that `run.tasks` keeps (null: all): stages of other tasks are skipped and
-    those tasks are not evaluated, e.g. run.tasks=[rec] for a recommendation-only KGSF run."""
-    wanted = config["run"]["tasks"]
-    if wanted is None:
-        return tuple(model.tasks)
-    unknown = [t for t in wanted if t not in model.tasks]
-    if unknown or not wanted:
-        raise ConfigError(f"run.tasks: {wanted!r} is not a non-empty subset of {type(model).__name__}'s "
-                          f"tasks {list(model.tasks)}", hint=f"use e.g. run.tasks=[{model.tasks[0]}], or null for all")
-    return tuple(t for t in model.tasks if t in wanted)
-
-
 class Trainer:
-    """Runs `model.fit` on the train split, then each declared stage, with checkpoints in run_dir."""
+    """Runs `model.fit` on the train split, then each declared stage, with checkpoints in the run dir."""
 
     def __init__(self, model: CRSModel, instances: dict[str, SplitInstances], config: dict,
-                 run_dir: Path) -> None:
+                 run_dir: RunDir | Path, stop: StopRequest | None = None) -> None:
         self.model, self.instances, self.config = model, instances, config
-        self.run_dir = Path(run_dir)
-        self.ckpt_dir = self.run_dir / "checkpoints"
+        self.run = run_dir if isinstance(run_dir, RunDir) else RunDir(Path(run_dir))
+        self.stop = stop or StopRequest()
         self.device = model.device
         self.seed = int(config["run"]["seed"])
         self._writer: SummaryWriter | None = None
@@ -117,27 +108,34 @@ class Trainer:
         # a stage's randomness is keyed by its place among *all* declared stages, so that e.g. a
         # run.tasks=[conv] run on a recommender run trains exactly like a full run's conversation stage
         self._positions = {stage.name: place for place, stage in enumerate(model.stages())}
+        tasks = selected_tasks(model, config)
+        self.stages = [stage for stage in model.stages() if stage.task in tasks]
+        for stage in self.stages:
+            epochs = stage_settings(config, stage.name)["epochs"]
+            if epochs < 1 and not stage.optional:
+                raise ConfigError(f"stages.{stage.name}.epochs is {epochs}: stage '{stage.name}' trains what the "
+                                  "run is scored on, so it needs at least 1 epoch",
+                                  hint=f"--set stages.{stage.name}.epochs=1 or more (only optional stages, such "
+                                       "as pre-training, may have 0), or leave the task out with run.tasks")
 
     @property
     def writer(self) -> SummaryWriter:
         if self._writer is None:
-            self._writer = SummaryWriter(str(self.run_dir / "tensorboard"))
+            self._writer = SummaryWriter(str(self.run.tensorboard))
         return self._writer
 
     # --- public -----------------------------------------------------------------------------
     def fit(self, resume: bool = False) -> dict:
-        """Train every stage; returns per-stage summaries. Final weights go to run_dir/model.pt."""
+        """Train every stage; returns per-stage summaries. Final weights go to the run's model.pt."""
         self.model.fit(self.instances["train"])
-        tasks = selected_tasks(self.model, self.config)
-        stages = [stage for stage in self.model.stages() if stage.task in tasks]
         state = self._load_progress() if resume else None
         summaries: list[dict] = state["summaries"] if state else []
         first_stage = state["stage_index"] if state else 0
-        for index in range(first_stage, len(stages)):
+        for index in range(first_stage, len(self.stages)):
             resume_state = state if state and state["stage_index"] == index and not state["stage_done"] else None
-            summaries.append(self._run_stage(index, stages[index], resume_state, summaries))
+            summaries.append(self._run_stage(index, self.stages[index], resume_state, summaries))
             state = None
-        atomic_write(self.run_dir / FINAL, lambda h: torch.save(self.model.state_dict(), h), mode="wb")
+        atomic_write(self.run.weights, lambda h: torch.save(self.model.state_dict(), h), mode="wb")
         if self._writer is not None:
             self._writer.close()
         return {"stages": summaries}
@@ -172,69 +170,95 @@ class Trainer:
             checkpoint.set_rng_state(state["rng"])
             progress = state["progress"]
             self._step = state.get("step", 0)
-            logger.info(f"stage '{stage.name}': resuming after epoch {progress['epoch']}")
+            within = progress.get("in_epoch")
+            where = (f"in epoch {within['epoch'] + 1} after {within['batches']} batches" if within
+                     else f"after epoch {progress['epoch']}")
+            logger.info(f"stage '{stage.name}': resuming {where}")
         else:       # dropout etc. draw from a stream of (seed, stage), not from what ran before
             seed_everything(self._stage_seed(stage) + STAGE_RNG_OFFSET)
         instances = self._training_instances(stage)
-        started = time.perf_counter()
-        while progress["epoch"] < s["epochs"] and optimizer is not None:
-            epoch = progress["epoch"]
-            loss = self._train_epoch(stage, epoch, instances, optimizer, scaler, s, use_amp)
-            scheduler.step()
-            entry = {"epoch": epoch + 1, "train_loss": loss}
-            stop = False
-            if stage.validate:
-                metrics = self._validate(stage)
-                entry["valid"] = {k: v for k, v in metrics.items() if not k.endswith("/count")}
-                for key, value in metrics.items():
-                    self.writer.add_scalar(f"{stage.name}/valid/{key}", value, epoch + 1)
-                if metric_name:
-                    value, higher = early_stop_value(metric_name, metrics)
-                    entry["early_stop_value"] = value
-                    better = progress["best"] is None or (value > progress["best"] if higher else value < progress["best"])
-                    if better:
-                        progress.update(best=value, best_epoch=epoch + 1, bad_epochs=0)
-                        checkpoint.save(self.model.state_dict(), self.ckpt_dir / BEST)
-                    else:
-                        progress["bad_epochs"] += 1
-                        stop = progress["bad_epochs"] >= s["early_stop_patience"]
-                    logger.info(f"stage '{stage.name}' epoch {epoch + 1}: loss {loss:.4f}, valid "
-                                f"{metric_name} = {value:.4f} (best {progress['best']:.4f} at epoch "
-                                f"{progress['best_epoch']})")
-            else:
-                logger.info(f"stage '{stage.name}' epoch {epoch + 1}: loss {loss:.4f}")
-            progress["history"].append(entry)
-            progress["epoch"] = epoch + 1
-            if stop:
-                logger.info(f"stage '{stage.name}': early stop after {s['early_stop_patience']} epochs "
-                            "without improvement")
-                progress["epoch"] = s["epochs"]
-            self._save_progress(index, False, optimizer, scheduler, scaler, progress, summaries)
-        if metric_name and s["restore_best"] and (self.ckpt_dir / BEST).exists() and progress["best_epoch"]:
-            self.model.load_state_dict(checkpoint.load(self.ckpt_dir / BEST))
+        clock = _StageClock(s["epochs"], progress["epoch"])
+        place = f"stage {index + 1}/{len(self.stages)} '{stage.name}'"
+        self.stop.training = True
+        try:
+            while progress["epoch"] < s["epochs"] and optimizer is not None:
+                epoch = progress["epoch"]
+                epoch_started = time.perf_counter()
+                loss = self._train_epoch(stage, index, epoch, instances, optimizer, scheduler, scaler, s,
+                                         use_amp, progress, summaries, clock, place)
+                scheduler.step()
+                entry = {"epoch": epoch + 1, "train_loss": loss}
+                stop = False
+                line = f"{place} epoch {epoch + 1}/{s['epochs']}: train loss {loss:.4f}"
+                if stage.validate:
+                    metrics = self._validate(stage)
+                    entry["valid"] = {k: v for k, v in metrics.items() if not k.endswith("/count")}
+                    for key, value in metrics.items():
+                        self.writer.add_scalar(f"{stage.name}/valid/{key}", value, epoch + 1)
+                    if metric_name:
+                        value, higher = early_stop_value(metric_name, metrics)
+                        entry["early_stop_value"] = value
+                        better = progress["best"] is None or (value > progress["best"] if higher
+                                                              else value < progress["best"])
+                        if better:
+                            progress.update(best=value, best_epoch=epoch + 1, bad_epochs=0)
+                            checkpoint.save(self.model.state_dict(), self.run.best_checkpoint)
+                        else:
+                            progress["bad_epochs"] += 1
+                            stop = progress["bad_epochs"] >= s["early_stop_patience"]
+                        line += (f", valid {metric_name} {value:.4f} (best {progress['best']:.4f} at epoch "
+                                 f"{progress['best_epoch']})")
+                seconds = time.perf_counter() - epoch_started
+                entry["seconds"] = seconds
+                clock.epoch_done(seconds)
+                logger.info(f"{line}, {seconds:.1f} s")
+                progress["history"].append(entry)
+                progress["epoch"] = epoch + 1
+                if stop:
+                    logger.info(f"stage '{stage.name}': early stop after {s['early_stop_patience']} epochs "
+                                "without improvement")
+                    progress["epoch"] = s["epochs"]
+                self._save_progress(index, False, optimizer, scheduler, scaler, progress, summaries)
+                self._heartbeat(stage, index, progress, s, metric_name)
+                self.stop.check()
+        finally:
+            self.stop.training = False
+        if metric_name and s["restore_best"] and self.run.best_checkpoint.exists() and progress["best_epoch"]:
+            self.model.load_state_dict(checkpoint.load(self.run.best_checkpoint))
             logger.info(f"stage '{stage.name}': restored the best epoch ({progress['best_epoch']})")
         for p in self.model.parameters():
             p.requires_grad_(True)
         summary = {"stage": stage.name, "epochs": len(progress["history"]), "best_epoch": progress["best_epoch"],
-                   "best": progress["best"], "seconds": time.perf_counter() - started,
+                   "best": progress["best"], "seconds": sum(h.get("seconds", 0.0) for h in progress["history"]),
                    "history": progress["history"]}
         self._save_progress(index + 1, True, None, None, scaler, progress, summaries + [summary])
+        self.stop.check()
         return summary
 
     def _stage_seed(self, stage: Stage) -> int:
         """Base seed of a stage's random streams: the run's seed and the stage's declared place."""
         return self.seed * 1_000_003 + self._positions[stage.name] * 10_007
 
-    def _train_epoch(self, stage: Stage, epoch: int, instances: list,
-                     optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, s: dict,
-                     use_amp: bool) -> float:
+    def _train_epoch(self, stage: Stage, index: int, epoch: int, instances: list,
+                     optimizer: torch.optim.Optimizer, scheduler, scaler: torch.amp.GradScaler, s: dict,
+                     use_amp: bool, progress: dict, summaries: list[dict], clock: "_StageClock",
+                     place: str) -> float:
+        """One epoch (or its rest, after a mid-epoch checkpoint); checkpoints every
+        `checkpoint_minutes` and when a stop is requested. Returns the mean training loss."""
         self.model.train()
         lengths = [instance_length(x) for x in instances] if s["length_buckets"] else None
         batches = batch_order(len(instances), s["batch_size"], lengths,
                               torch.Generator().manual_seed(self._stage_seed(stage) + epoch))
-        total, count = 0.0, 0
-        bar = tqdm(batches, desc=f"{stage.name} epoch {epoch + 1}", leave=False, mininterval=5.0)
-        for step, rows in enumerate(bar):
+        within = progress.pop("in_epoch", None)
+        first = within["batches"] if within and within["epoch"] == epoch else 0
+        total, count = (within["total"], within["count"]) if first else (0.0, 0)
+        clock.epoch_started(len(batches), first)
+        every = float(s["checkpoint_minutes"]) * 60.0
+        last_checkpoint = time.perf_counter()
+        bar = tqdm(total=len(batches), initial=first, desc=f"{place} epoch {epoch + 1}/{s['epochs']}",
+                   leave=False, mininterval=5.0)
+        for step in range(first, len(batches)):
+            rows = batches[step]
             batch = move_to(self.model.collate([instances[i] for i in rows], stage.task), self.device)
             autocast = torch.autocast("cuda", dtype=torch.float16) if use_amp else nullcontext()
             with autocast:
@@ -245,7 +269,7 @@ class Trainer:
                 raise TrainingError(
                     f"stage '{stage.name}', epoch {epoch + 1}, step {step + 1}: the loss is {loss.item()}",
                     hint=f"lower the learning rate (--set stages.{stage.name}.lr=...) or check the data; "
-                         f"the last good checkpoint is {self.ckpt_dir / LAST}")
+                         f"the last good checkpoint is {self.run.last_checkpoint}")
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             if s["grad_clip"] and s["grad_clip"] > 0:
@@ -257,10 +281,23 @@ class Trainer:
             total += loss.item()
             count += 1
             self._step += 1
+            bar.update(1)
             if self._step % s["log_every"] == 0:
                 for key, value in terms.items():
                     self.writer.add_scalar(f"{stage.name}/train/{key}", float(value.detach()), self._step)
-                bar.set_postfix(loss=f"{total / count:.4f}")
+                bar.set_postfix(loss=f"{total / count:.4f}", stage_eta=clock.eta(step + 1))
+            if self.stop.signum is not None or time.perf_counter() - last_checkpoint >= every:
+                progress["in_epoch"] = {"epoch": epoch, "batches": step + 1, "total": total, "count": count}
+                self._save_progress(index, False, optimizer, scheduler, scaler, progress, summaries)
+                progress.pop("in_epoch")
+                last_checkpoint = time.perf_counter()
+                self._heartbeat(stage, index, progress, s, None, batch=step + 1, batches=len(batches))
+                if self.stop.signum is not None:
+                    bar.close()
+                    logger.info(f"checkpoint written in epoch {epoch + 1} after {step + 1} of {len(batches)} "
+                                f"batches: {self.run.last_checkpoint}")
+                    self.stop.check()
+        bar.close()
         return total / max(count, 1)
 
     def _validate(self, stage: Stage) -> dict[str, float]:
@@ -285,10 +322,18 @@ class Trainer:
                          "scheduler": scheduler.state_dict() if scheduler is not None else {},
                          "scaler": scaler.state_dict(), "rng": checkpoint.rng_state(),
                          "progress": progress, "summaries": summaries, "step": self._step},
-                        self.ckpt_dir / LAST)
+                        self.run.last_checkpoint)
+
+    def _heartbeat(self, stage: Stage, index: int, progress: dict, s: dict, metric: str | None,
+                   **extra) -> None:
+        """Where training is, into run.json (for `crsbench runs`); skipped outside a run directory."""
+        if self.run.exists():
+            self.run.heartbeat(stage=stage.name, stage_index=index + 1, stages=len(self.stages),
+                               epoch=progress["epoch"], epochs=s["epochs"], best=progress["best"],
+                               metric=metric or s["early_stop_metric"], **extra)
 
     def _load_progress(self) -> dict | None:
-        path = self.ckpt_dir / LAST
+        path = self.run.last_checkpoint
         if not path.exists():
             logger.warning(f"no checkpoint at {path}: starting from the beginning")
             return None
@@ -298,3 +343,30 @@ class Trainer:
             checkpoint.set_rng_state(state["rng"])
             self._step = state.get("step", 0)
         return state
+
+
+class _StageClock:
+    """Estimates the time left in a stage from the batches and epochs done in this process
+    (validation included; an upper bound when early stopping ends the stage sooner)."""
+
+    def __init__(self, epochs: int, done_epochs: int) -> None:
+        self.epochs, self.done = epochs, done_epochs
+        self.epoch_seconds: list[float] = []
+        self.batches, self.first, self.started = 1, 0, time.perf_counter()
+
+    def epoch_started(self, batches: int, first: int) -> None:
+        self.batches, self.first, self.started = max(batches, 1), first, time.perf_counter()
+
+    def epoch_done(self, seconds: float) -> None:
+        self.epoch_seconds.append(seconds)
+        self.done += 1
+
+    def eta(self, batch: int) -> str:
+        elapsed = time.perf_counter() - self.started
+        per_batch = elapsed / max(batch - self.first, 1)
+        this_epoch = per_batch * (self.batches - batch)
+        per_epoch = (sum(self.epoch_seconds) / len(self.epoch_seconds) if self.epoch_seconds
+                     else per_batch * self.batches)
+        left = this_epoch + per_epoch * max(self.epochs - self.done - 1, 0)
+        minutes = int(left // 60)
+        return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m{int(left % 60):02d}s"

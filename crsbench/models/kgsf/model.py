@@ -54,7 +54,7 @@ class KGSF(CRSModel):
                          self.mim.parameters())
         stages = []
         if self.mim is not None:        # line 2: pre-train the KG encoders with the MIM loss
-            stages.append(Stage("pretrain", REC, self.mim_loss, kg_parameters))
+            stages.append(Stage("pretrain", REC, self.mim_loss, kg_parameters, optional=True))
         # lines 3-8: train the recommender and the KG encoders on Eq. 9
         stages.append(Stage("rec", REC, self.rec_loss,
                             lambda: chain(self.word_kg_encoder.parameters(),
