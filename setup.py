@@ -21,6 +21,7 @@ setup(
         "gensim>=4.3",                # word2vec initial embeddings, as the original KGSF code
         "tqdm>=4.66",                 # progress bars
         "platformdirs>=4",            # default data and cache directories per OS
+        "scipy>=1.11",                # Welch's t-test and sparse n-gram counts for significance tests
     ],
     # setuptools: tests/test_packaging.py builds a wheel without build isolation (3.12+ venvs lack it)
     extras_require={"test": ["pytest>=8", "setuptools>=70"]},

@@ -8,41 +8,117 @@ from typing import Sequence
 
 from loguru import logger
 
-from crsbench.errors import CrsbenchError
+from crsbench.errors import ConfigError, CrsbenchError
+from crsbench.interrupt import RunInterrupted
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    if args.dry_run:
+        from crsbench.config.loader import describe
+        from crsbench.runner import prepare_config
+        if args.resume:
+            raise ConfigError("--dry-run describes a new run; a resumed run keeps its saved config.yaml",
+                              hint="read RUN_DIR/config.yaml")
+        config, sources = prepare_config(args.model, args.dataset, args.config, args.set, args.data_dir, args.seed,
+                                         args.protocol)
+        print(describe(config, sources))
+        return 0
     from crsbench.runner import run_experiment
     result = run_experiment(args.model, args.dataset, config_file=args.config, overrides=args.set,
-                            data_dir=args.data_dir, seed=args.seed, resume=args.resume)
+                            data_dir=args.data_dir, seed=args.seed, resume=args.resume, protocol=args.protocol)
     print(f"run finished: {result.run_dir}")
     return 0
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from crsbench.runner import evaluate_run
-    result = evaluate_run(args.run, dump=args.dump, data_dir=args.data_dir)
+    result = evaluate_run(args.run, dump=args.dump, data_dir=args.data_dir, output_dir=args.output_dir)
     print(f"evaluated: {result.run_dir}")
     return 0
+
+
+def _current_data_version(dataset: str, data_dir: str | None) -> str | None:
+    """The hash of the dataset's raw files in the data directory, None (with a warning) if absent."""
+    from crsbench.datasets.base import resolve_data_dir
+    from crsbench.errors import DataError
+    from crsbench.registry import get_dataset
+    spec = get_dataset(dataset)(resolve_data_dir(data_dir), {})
+    try:
+        return spec.data_version().files
+    except DataError as exc:
+        logger.warning(f"{exc.message}: cannot tell which data version is current, so runs on every data "
+                       "version are shown")
+        return None
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
     from crsbench.atomic import atomic_write_text
     from crsbench.results.compare import compare
-    from crsbench.runner import results_db
+    from crsbench.results.store import results_db
+    version = None if args.all_data else _current_data_version(args.dataset, args.data_dir)
     table = compare(results_db(args.output_dir), args.dataset, split=args.split,
-                    metrics=args.metrics.split(",") if args.metrics else None)
+                    metrics=args.metrics.split(",") if args.metrics else None, data_version=version)
+    if args.baseline or args.ci:
+        from crsbench.results import row_tests
+        if args.baseline:
+            row_tests.add_significance(table, args.baseline, args.resamples, args.test_seed)
+        if args.ci:
+            row_tests.add_confidence_intervals(table, args.resamples, args.test_seed)
     markdown = table.to_markdown()
     print(markdown)
-    if args.csv:
-        atomic_write_text(args.csv, table.to_csv())
-    if args.markdown:
-        atomic_write_text(args.markdown, markdown + "\n")
+    for path, text in ((args.csv, table.to_csv()), (args.markdown, markdown + "\n")):
+        if path:
+            atomic_write_text(path, text)
+            print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from crsbench.sweep.spec import load_sweep
+    sweep = load_sweep(args.file)
+    if args.dry_run:
+        from crsbench.sweep.driver import describe_plan
+        from crsbench.sweep.plan import Planner
+        print(describe_plan(Planner(sweep, args.data_dir).plan_all()))
+        return 0
+    from crsbench.sweep.driver import run_sweep, sweep_table
+    if args.executor == "ray":
+        from crsbench.sweep.executors import RayExecutor
+        executor = RayExecutor(args.ray_address, args.workers, args.runs_per_gpu)
+    else:
+        from crsbench.sweep.executors import LocalExecutor
+        executor = LocalExecutor(args.workers or 1, args.runs_per_gpu)
+    report = run_sweep(sweep, executor, args.data_dir)
+    print(sweep_table(sweep, args.data_dir))
+    for cell, error in report.failed + report.skipped:
+        print(f"not done: {cell.label}: {error.splitlines()[0]}", file=sys.stderr)
+    return 1 if report.failed or report.skipped else 0
+
+
+def _cmd_runs(args: argparse.Namespace) -> int:
+    if args.reindex:
+        from crsbench.results.store import reindex
+        count, skipped = reindex(args.output_dir)
+        print(f"rebuilt {Path(args.output_dir) / 'results.sqlite'} from {count} finished run(s)")
+        for entry in skipped:
+            print(f"  skipped {entry}", file=sys.stderr)
+        return 0
+    from crsbench.results.listing import format_runs, list_runs
+    rows = list_runs(args.output_dir, args.dataset)
+    if not rows:
+        print(f"no run directories under {args.output_dir}" + (f"/{args.dataset}" if args.dataset else ""))
+        return 0
+    print(format_runs(rows))
     return 0
 
 
 def _cmd_chat(args: argparse.Namespace) -> int:
     from crsbench.chat import load_session, run_chat
+    if args.top_k < 1:
+        raise ConfigError(f"--top-k {args.top_k}: must be at least 1", hint="e.g. --top-k 5")
+    if args.beam is not None and args.beam < 1:
+        raise ConfigError(f"--beam {args.beam}: must be at least 1", hint="1 is greedy decoding")
+    sys.stdout.reconfigure(errors="backslashreplace")     # a title the terminal's encoding lacks
     return run_chat(load_session(args.run, args.data_dir, args.top_k, args.beam))
 
 
@@ -73,8 +149,8 @@ def _cmd_list(args: argparse.Namespace) -> int:
     for name in list_datasets():
         print(f"  {name}")
     print("metrics:")
-    for name, definition in METRICS.items():
-        print(f"  {name:<16} {definition}")
+    for m in METRICS:
+        print(f"  {m.name:<16} {m.definition}")
     return 0
 
 
@@ -92,22 +168,58 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--data-dir", help="data directory (default: $CRSBENCH_DATA or the user data dir)")
     run.add_argument("--seed", type=int, help="shortcut for --set run.seed=N")
     run.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its checkpoint")
+    run.add_argument("--protocol", help="a training protocol preset: crsbench (default) or paper (the KGSF "
+                                        "release's epochs and model selection); see README")
+    run.add_argument("--dry-run", action="store_true",
+                     help="print the resolved configuration, with the layer each value came from, and exit")
     run.set_defaults(func=_cmd_run)
 
     ev = sub.add_parser("evaluate", help="score a saved run again (no training)")
     ev.add_argument("--run", required=True, help="the run directory")
     ev.add_argument("--dump", action="store_true", help="write per-instance predictions (JSONL)")
     ev.add_argument("--data-dir", help="data directory, if it moved since the run")
+    ev.add_argument("--output-dir", help="runs root whose results.sqlite records it (default: the root the "
+                                         "run was created under, or the folder three levels up)")
     ev.set_defaults(func=_cmd_evaluate)
 
-    cmp_ = sub.add_parser("compare", help="one table of every stored result for a dataset")
-    cmp_.add_argument("--dataset", required=True)
-    cmp_.add_argument("--split", default="test")
+    cmp_ = sub.add_parser("compare", help="one table of the stored results of a dataset (mean ± std over seeds)")
+    cmp_.add_argument("--dataset", required=True, help="a registered dataset, e.g. redial")
+    cmp_.add_argument("--split", default="test", help="the evaluation split scored (default: test)")
     cmp_.add_argument("--metrics", help="comma-separated metric names (default: recall@1,10,50 + generation)")
     cmp_.add_argument("--output-dir", default="runs", help="where the runs and results.sqlite are")
-    cmp_.add_argument("--csv", help="also write the table as CSV to this file")
+    cmp_.add_argument("--data-dir", help="data directory whose data version is shown (default as for run)")
+    cmp_.add_argument("--all-data", action="store_true",
+                      help="also show runs on other data versions (with a data-version column)")
+    cmp_.add_argument("--baseline", metavar="MODEL[:TAG]",
+                      help="test every row against this one: paired test over instances (*), Welch over seeds (†)")
+    cmp_.add_argument("--ci", action="store_true",
+                      help="95%% bootstrap intervals for corpus-level metrics (Dist-n, perplexity)")
+    cmp_.add_argument("--resamples", type=int, default=10_000, help="resamples of the tests (default 10000)")
+    cmp_.add_argument("--test-seed", type=int, default=0, help="seed of the resampling (default 0)")
+    cmp_.add_argument("--csv", help="also write the table (with p-values and intervals) as CSV to this file")
     cmp_.add_argument("--markdown", help="also write the Markdown table to this file")
     cmp_.set_defaults(func=_cmd_compare)
+
+    swp = sub.add_parser("sweep", help="run a grid of runs (rows x seeds x datasets) from a sweep file, "
+                                       "skipping finished cells, then print its table")
+    swp.add_argument("file", help="a sweep YAML file, e.g. sweeps/table2_redial.yaml")
+    swp.add_argument("--executor", choices=("local", "ray"), default="local",
+                     help="local: worker processes on this machine (default); ray: Ray tasks")
+    swp.add_argument("--workers", type=int, help="runs at once (local default 1; ray default: as the CPUs allow)")
+    swp.add_argument("--runs-per-gpu", type=int, default=1, help="runs sharing one GPU (each gets 1/K of its memory)")
+    swp.add_argument("--ray-address", help="an existing Ray cluster: auto or ray://HOST:PORT (default: start a "
+                                           "local Ray instance)")
+    swp.add_argument("--data-dir", help="data directory (default as for run)")
+    swp.add_argument("--dry-run", action="store_true", help="list the cells and which are done, run nothing")
+    swp.set_defaults(func=_cmd_sweep)
+
+    runs = sub.add_parser("runs", help="list run directories with their status (finished, failed, interrupted, "
+                                       "running, stale)")
+    runs.add_argument("--dataset", help="only runs of this dataset")
+    runs.add_argument("--output-dir", default="runs", help="the runs root (default: runs)")
+    runs.add_argument("--reindex", action="store_true",
+                      help="rebuild results.sqlite from the finished runs' directories")
+    runs.set_defaults(func=_cmd_runs)
 
     chat = sub.add_parser("chat", help="talk to a trained model (reads stdin; works piped too)")
     chat.add_argument("--run", required=True, help="a finished run of a model with a conversation side")
@@ -150,6 +262,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if exc.hint:
             print(f"  hint: {exc.hint}", file=sys.stderr)
         return 2
+    except RunInterrupted as exc:
+        print(f"{exc}; `crsbench run --resume RUN_DIR` continues from the last checkpoint", file=sys.stderr)
+        return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted; `crsbench run --resume RUN_DIR` continues from the last checkpoint",
               file=sys.stderr)

@@ -134,8 +134,9 @@ def evaluate_generation(model: CRSModel, split: SplitInstances, batch_size: int,
     """Generate a response for every sample of `split` and score them ("gen/<metric>") plus records.
 
     Records (one per sample): sample_id, conv_id, turn_index, context (texts of the earlier turns),
-    gold, generated, generated_items, gold_items, context_items (entity ids), and recommended (top-10
-    item entity ids) when the model also recommends.
+    gold, generated, generated_items, gold_items, context_items (entity ids), the response's
+    bleu@1..4, its gold-token nll and tokens (when the model scores responses), and recommended
+    (top-10 item entity ids) when the model also recommends.
     A model whose response_nll is not implemented gets no "gen/ppl" (logged, not an error).
     """
     _check_batch_size(batch_size)
@@ -153,8 +154,7 @@ def evaluate_generation(model: CRSModel, split: SplitInstances, batch_size: int,
     recommended: dict[int, list[int]] = {}
     # batches of similar context length waste less work on padding; results return to split order
     by_length = sorted(split.samples, key=lambda s: sum(len(t.tokens) for t in s.context))
-    nll_sums: list[torch.Tensor] = []
-    counts: list[torch.Tensor] = []
+    nll: dict[int, tuple[float, int]] = {}         # sample id -> (gold-token NLL, gold tokens)
     scores_nll = True
     was_training = _inference(model)
     try:
@@ -170,9 +170,10 @@ def evaluate_generation(model: CRSModel, split: SplitInstances, batch_size: int,
                     generated[sample.sample_id] = cut_response(response)
                 if scores_nll:
                     try:
-                        nll, count = model.response_nll(batch)
-                        nll_sums.append(nll.detach().double().cpu().reshape(-1))
-                        counts.append(count.detach().cpu().reshape(-1))
+                        sums, count = model.response_nll(batch)
+                        for sample, value, n in zip(chunk, sums.detach().double().cpu().reshape(-1).tolist(),
+                                                    count.detach().cpu().reshape(-1).tolist()):
+                            nll[sample.sample_id] = (value, int(n))
                     except NotImplementedError:
                         scores_nll = False
                         logger.warning(f"{type(model).__name__} does not score responses: no perplexity")
@@ -186,10 +187,11 @@ def evaluate_generation(model: CRSModel, split: SplitInstances, batch_size: int,
     generated = [generated[s.sample_id] for s in split.samples]        # back to split order
     recommended = [recommended[s.sample_id] for s in split.samples] if recommends else []
     references = [s.response.tokens for s in split.samples]
-    metrics = generation_metrics(generated, references, is_mention)
+    per_response: dict[str, list[float]] = {}
+    metrics = generation_metrics(generated, references, is_mention, per_response)
     if scores_nll:
-        metrics["ppl"] = perplexity(torch.cat(nll_sums) if nll_sums else 0.0,
-                                    torch.cat(counts) if counts else 0)
+        metrics["ppl"] = perplexity([nll[s.sample_id][0] for s in split.samples] or 0.0,
+                                    [nll[s.sample_id][1] for s in split.samples] or 0)
     items, titles, mention_titles = model.data.items, model.data.item_titles, model.data.mention_titles()
     records = []
     for i, (sample, response) in enumerate(zip(split.samples, generated)):
@@ -203,7 +205,10 @@ def evaluate_generation(model: CRSModel, split: SplitInstances, batch_size: int,
                   "generated_items": [model.data.mention_items[t] for t in response
                                       if t in model.data.mention_items],
                   "gold_items": list(sample.response.items),
-                  "context_items": list(dict.fromkeys(i for t in sample.context for i in t.items))}
+                  "context_items": list(dict.fromkeys(i for t in sample.context for i in t.items)),
+                  **{name: scores[i] for name, scores in per_response.items()}}
+        if scores_nll:
+            record["nll"], record["tokens"] = nll[sample.sample_id]
         if recommends:
             record["recommended"] = [items[j] for j in recommended[i]]
             record["recommended_titles"] = [titles.get(items[j], "") for j in recommended[i]]

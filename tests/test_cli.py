@@ -71,3 +71,36 @@ def test_list_and_errors(env, tmp_path):
                        env=env, check=False)
     assert missing.returncode == 2 and str(tmp_path / "nowhere") in missing.stderr
     assert "Traceback" not in missing.stderr
+
+
+def test_compare_with_a_baseline_runs_listing_and_dry_run(env, tmp_path):
+    """On the shared data: significance markers and p-values against popularity, the `runs` listing
+    with a finished and a failed run, and --dry-run naming each value's layer."""
+    out = str(tmp_path / "runs")
+    for model in ("popularity", "context_repeat"):
+        crsbench("run", "--model", model, "--dataset", "redial", "--set", f"run.output_dir={out}", env=env)
+    table = crsbench("compare", "--dataset", "redial", "--output-dir", out, "--baseline", "popularity",
+                     "--resamples", "2000", "--csv", str(tmp_path / "t.csv"), env=env)
+    lines = table.stdout.splitlines()
+    header = [c.strip() for c in lines[0].split("|")]
+    repeat = dict(zip(header, [c.strip() for c in next(l for l in lines if l.startswith("| context_repeat |")).split("|")]))
+    # repeating the context differs from popularity on `all`; on cold start (no context items) it IS
+    # popularity, and the test must not mark it
+    assert all(repeat[f"all/recall@{k}"].endswith("*") for k in (1, 10, 50))
+    assert not any("*" in repeat[f"cold_start/recall@{k}"] for k in (1, 10, 50))
+    assert "differs from popularity at p < 0.05" in table.stdout and f"wrote {tmp_path / 't.csv'}" in table.stderr
+    rows = {r["model"]: r for r in csv.DictReader(io.StringIO((tmp_path / "t.csv").read_text()))}
+    assert float(rows["context_repeat"]["all/recall@1 p_paired"]) < 0.001
+    assert rows["popularity"]["all/recall@1 p_paired"] == ""
+    # a failed run is listed with its error; the data version is the shared data's
+    bad = crsbench("run", "--model", "textcnn", "--dataset", "redial", "--set", f"run.output_dir={out}",
+                   "--set", "model.channels=-4", env=env, check=False)
+    assert bad.returncode != 0
+    listing = crsbench("runs", "--output-dir", out, env=env).stdout
+    assert listing.count(" finished ") == 2 and " failed " in listing
+    meta = json.loads(next((tmp_path / "runs" / "redial" / "popularity").iterdir()).joinpath("run.json").read_text())
+    assert meta["data"]["files"] and meta["data"]["fingerprint"][:10] in listing
+    dry = crsbench("run", "--model", "kgsf", "--dataset", "redial", "--dry-run", "--set", "train.epochs=2", env=env)
+    conv_epochs = next(line for line in dry.stdout.splitlines() if line.startswith("stages.conv.epochs:"))
+    assert conv_epochs.split("#")[1].strip() == "--set train.epochs=2" and "2" in conv_epochs.split("#")[0]
+    assert not (tmp_path / "runs" / "redial" / "kgsf").exists()

@@ -55,17 +55,22 @@ def item_ratio(responses: Sequence[Sequence[str]], is_item: Callable[[str], bool
     return mentions / max(len(responses), 1)
 
 
-def bleu(responses: Sequence[Sequence[str]], references: Sequence[Sequence[str]], n: int) -> float:
-    """Mean cumulative sentence BLEU-n (smoothing method 1); an empty response scores 0."""
+def sentence_bleus(responses: Sequence[Sequence[str]], references: Sequence[Sequence[str]],
+                   n: int) -> list[float]:
+    """Cumulative sentence BLEU-n of each response (smoothing method 1); an empty one scores 0."""
     if len(responses) != len(references):
         raise ValueError(f"bleu: {len(responses)} responses but {len(references)} references")
     weights = tuple([1.0 / n] * n)
-    total = 0.0
+    out = []
     for hyp, ref in zip(responses, references):
         hyp, ref = cut_response(hyp), cut_response(ref)
-        if hyp and ref:
-            total += sentence_bleu([ref], hyp, weights=weights, smoothing_function=_SMOOTH)
-    return total / max(len(responses), 1)
+        out.append(sentence_bleu([ref], hyp, weights=weights, smoothing_function=_SMOOTH) if hyp and ref else 0.0)
+    return out
+
+
+def bleu(responses: Sequence[Sequence[str]], references: Sequence[Sequence[str]], n: int) -> float:
+    """Mean cumulative sentence BLEU-n (smoothing method 1); an empty response scores 0."""
+    return sum(sentence_bleus(responses, references, n)) / max(len(responses), 1)
 
 
 def perplexity(nll_sums: float | Sequence[float] | torch.Tensor,
@@ -88,14 +93,19 @@ def perplexity(nll_sums: float | Sequence[float] | torch.Tensor,
 
 
 def generation_metrics(responses: Sequence[Sequence[str]], references: Sequence[Sequence[str]],
-                       is_item: Callable[[str], bool]) -> dict[str, float]:
-    """Every response metric but perplexity, keyed as in the module docstring."""
+                       is_item: Callable[[str], bool],
+                       per_response: dict[str, list[float]] | None = None) -> dict[str, float]:
+    """Every response metric but perplexity, keyed as in the module docstring; `per_response`, when
+    given, receives each response's BLEU-n ("bleu@n" -> one score per response)."""
     out: dict[str, float] = {"count": float(len(responses))}
     for n in (2, 3, 4):
         out[f"dist@{n}"], out[f"dist_ratio@{n}"] = distinct(responses, n)
     out["item_ratio"] = item_ratio(responses, is_item)
     for n in (1, 2, 3, 4):
-        out[f"bleu@{n}"] = bleu(responses, references, n)
+        scores = sentence_bleus(responses, references, n)
+        out[f"bleu@{n}"] = sum(scores) / max(len(responses), 1)
+        if per_response is not None:
+            per_response[f"bleu@{n}"] = scores
     return out
 
 

@@ -1,20 +1,64 @@
-"""One table of every stored result for a dataset: rows = models (and tagged variants), columns =
-metrics per protocol view, cells = mean ± sample std over seeds. Per seed, each metric comes from the
-latest finished run that has it, so a recommendation-only run and a later conversation-only run of the
-same model and seed (run.tasks, run.init_from) fill one row; a cell with fewer seeds than its row says so."""
+"""One table of the stored results of a dataset: rows = (model, tag, protocol, data fingerprint),
+columns = metrics per protocol view, cells = mean ± sample std over seeds.
+
+Per seed, each metric comes from the latest finished run that has it, so a recommendation-only run
+and a later conversation-only run of the same model and seed (run.tasks, run.init_from) fill one
+row; a cell with fewer seeds than its row says so. By default only runs on the data version the
+data directory holds now are shown (a note says how many others were left out); runs on different
+data, or under different protocols, are never merged into one row. With a baseline row, each cell
+gets the p-values of crsbench/results/significance.py against it (row_tests.py).
+"""
 from __future__ import annotations
 
 import csv
 import io
+import math
 import statistics
 from dataclasses import dataclass, field
 from typing import Sequence
 
+from crsbench.datasets.instances import VIEWS
 from crsbench.results.store import ResultStore
 
-VIEW_ORDER = ("all", "dedup", "cold_start", "gen")
+GEN_VIEW = "gen"
+VIEW_ORDER = (*VIEWS, GEN_VIEW)
 DEFAULT_REC = ("recall@1", "recall@10", "recall@50")
 DEFAULT_GEN = ("dist@2", "dist@3", "dist@4", "item_ratio", "bleu@2", "ppl")
+ALPHA = 0.05
+PAIRED_MARK, WELCH_MARK = "*", "†"
+
+
+@dataclass
+class Cell:
+    """One metric of one row: its per-seed values and the runs they came from."""
+
+    values: list[float]
+    runs: list[str]                    # run dir per value (same order)
+    p_paired: float | None = None      # against the baseline, over instances (seeds pooled)
+    p_welch: float | None = None       # against the baseline, over seeds
+    ci: tuple[float, float] | None = None   # 95 % bootstrap interval (corpus-level metrics)
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.values)
+
+    @property
+    def std(self) -> float | None:
+        return statistics.stdev(self.values) if len(self.values) > 1 else None
+
+
+@dataclass
+class Row:
+    model: str
+    tag: str
+    protocol: str
+    data: str                          # data fingerprint
+    seeds: int
+    cells: dict[str, Cell] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return self.model + (f" {self.tag}" if self.tag else "")
 
 
 @dataclass
@@ -22,36 +66,74 @@ class ComparisonTable:
     dataset: str
     split: str
     columns: list[str]                                    # "view/metric"
-    rows: list[dict] = field(default_factory=list)        # {"model", "seeds", "cells": {col: (mean, std, n)}}
+    rows: list[Row] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    baseline: Row | None = None
+    show_data: bool = False
+    show_protocol: bool = False
+
+    def row(self, label: str) -> Row:
+        return next(r for r in self.rows if r.label == label)
+
+    def _lead(self, row: Row) -> list[str]:
+        lead = [row.label]
+        if self.show_protocol:
+            lead.append(row.protocol)
+        if self.show_data:
+            lead.append(row.data[:10])
+        return lead + [str(row.seeds)]
+
+    def _text(self, row: Row, column: str) -> str:
+        cell = row.cells.get(column)
+        if cell is None:
+            return "–"
+        text = f"{cell.mean:.4f}" if cell.std is None else f"{cell.mean:.4f} ± {cell.std:.4f}"
+        if cell.ci is not None:
+            text += f" [{cell.ci[0]:.4f}, {cell.ci[1]:.4f}]"
+        marks = ""
+        if cell.p_paired is not None and cell.p_paired < ALPHA:
+            marks += PAIRED_MARK
+        if cell.p_welch is not None and cell.p_welch < ALPHA:
+            marks += WELCH_MARK
+        text += marks
+        return text if len(cell.values) == row.seeds else f"{text} (n={len(cell.values)})"
 
     def to_markdown(self) -> str:
-        header = ["model", "seeds"] + self.columns
+        header = ["model"] + (["protocol"] if self.show_protocol else []) + (["data"] if self.show_data else [])
+        header += ["seeds"] + self.columns
         lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for row in self.rows:
-            cells = []
-            for col in self.columns:
-                if col not in row["cells"]:
-                    cells.append("–")
-                    continue
-                mean, std, n = row["cells"][col]
-                text = f"{mean:.4f}" if std is None else f"{mean:.4f} ± {std:.4f}"
-                cells.append(text if n == row["seeds"] else f"{text} (n={n})")
-            lines.append("| " + " | ".join([row["model"], str(row["seeds"])] + cells) + " |")
+            lines.append("| " + " | ".join(self._lead(row) + [self._text(row, c) for c in self.columns]) + " |")
         if not self.rows:
             lines.append(f"| (no finished runs for dataset '{self.dataset}') |")
-        return "\n".join(lines)
+        notes = list(self.notes)
+        if self.baseline is not None:
+            notes.append(f"{PAIRED_MARK}: differs from {self.baseline.label} at p < {ALPHA} (two-sided paired test over "
+                         f"the instances both scored, seeds pooled); {WELCH_MARK}: Welch's t-test over seeds "
+                         f"p < {ALPHA}. p-values in --csv.")
+        return "\n".join(lines + [f"\n{n}" if i == 0 else n for i, n in enumerate(notes)])
 
     def to_csv(self) -> str:
         out = io.StringIO()
         writer = csv.writer(out)
-        writer.writerow(["model", "seeds"] + [f"{c} {part}" for c in self.columns for part in ("mean", "std")])
+        parts = ("mean", "std", "n", "p_paired", "p_welch", "ci_low", "ci_high")
+        writer.writerow(["model", "protocol", "data", "seeds"] + [f"{c} {p}" for c in self.columns for p in parts])
         for row in self.rows:
-            values = []
-            for col in self.columns:
-                mean, std, _ = row["cells"].get(col, (None, None, 0))
-                values += ["" if mean is None else f"{mean:.6f}", "" if std is None else f"{std:.6f}"]
-            writer.writerow([row["model"], row["seeds"]] + values)
+            values: list[str] = []
+            for column in self.columns:
+                cell = row.cells.get(column)
+                if cell is None:
+                    values += [""] * len(parts)
+                    continue
+                ci = cell.ci or (None, None)
+                values += [_num(cell.mean), _num(cell.std), str(len(cell.values)), _num(cell.p_paired),
+                           _num(cell.p_welch), _num(ci[0]), _num(ci[1])]
+            writer.writerow([row.label, row.protocol, row.data, row.seeds] + values)
         return out.getvalue()
+
+
+def _num(value: float | None) -> str:
+    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.6g}"
 
 
 def _column_key(column: str) -> tuple:
@@ -59,35 +141,43 @@ def _column_key(column: str) -> tuple:
     return (VIEW_ORDER.index(view) if view in VIEW_ORDER else len(VIEW_ORDER), view, metric)
 
 
-def compare(store: ResultStore, dataset: str, split: str = "test",
-            metrics: Sequence[str] | None = None) -> ComparisonTable:
-    """Build the table; `metrics` names metrics without view (e.g. recall@10), default recall@1/10/50
-    for every view plus the main generation metrics when present."""
-    latest: dict[tuple[str, str, int], dict[str, float]] = {}
+def compare(store: ResultStore, dataset: str, split: str = "test", metrics: Sequence[str] | None = None,
+            data_version: str | None = None) -> ComparisonTable:
+    """Build the table. `metrics` names metrics without view (e.g. recall@10); default recall@1/10/50
+    for every view plus the main generation metrics when present. `data_version` (the hash of the
+    raw files) keeps only runs on that data; None keeps all and shows the data column."""
+    latest: dict[tuple, dict[str, tuple[float, str]]] = {}
+    other_data = 0
     for run in store.runs(dataset=dataset):                       # oldest first: later runs win
-        if run["status"] == "finished":
-            latest.setdefault((run["model"], run["tag"], run["seed"]), {}).update(store.metrics(run["run_id"]))
+        if run["status"] != "finished":
+            continue
+        if data_version is not None and run["data_version"] != data_version:
+            other_data += 1
+            continue
+        key = (run["model"], run["tag"], run["protocol"], run["data_fingerprint"], run["seed"])
+        found = latest.setdefault(key, {})
+        for name, value in store.metrics(run["run_id"]).items():
+            found[name] = (value, run["run_dir"])
     wanted = set(metrics) if metrics else set(DEFAULT_REC) | set(DEFAULT_GEN)
-    values: dict[tuple[str, str], dict[str, list[float]]] = {}
-    seeds: dict[tuple[str, str], int] = {}
+    rows: dict[tuple, Row] = {}
     columns: set[str] = set()
     prefix = f"{split}/"
-    for (model, tag, _seed), found in latest.items():
-        key = (model, tag)
-        seeds[key] = seeds.get(key, 0) + 1
-        for name, value in found.items():
+    for (model, tag, protocol, data, _seed), found in latest.items():
+        row = rows.setdefault((model, tag, protocol, data), Row(model, tag, protocol, data, 0))
+        row.seeds += 1
+        for name, (value, run_dir) in found.items():
             if not name.startswith(prefix):
                 continue
             column = name[len(prefix):]
             if column.rpartition("/")[2] in wanted:
-                values.setdefault(key, {}).setdefault(column, []).append(value)
+                cell = row.cells.setdefault(column, Cell([], []))
+                cell.values.append(value)
+                cell.runs.append(run_dir)
                 columns.add(column)
-    table = ComparisonTable(dataset, split, sorted(columns, key=_column_key))
-    for key in sorted(values):
-        cells = {}
-        for column, found in values[key].items():
-            cells[column] = (statistics.fmean(found), statistics.stdev(found) if len(found) > 1 else None,
-                             len(found))
-        label = key[0] + (f" {key[1]}" if key[1] else "")
-        table.rows.append({"model": label, "seeds": seeds[key], "cells": cells})
+    table = ComparisonTable(dataset, split, sorted(columns, key=_column_key),
+                            [rows[k] for k in sorted(rows)])
+    table.show_data = data_version is None or len({r.data for r in table.rows}) > 1
+    table.show_protocol = len({r.protocol for r in table.rows}) > 1
+    if other_data:
+        table.notes.append(f"{other_data} finished run(s) on other data versions left out (--all-data shows them).")
     return table
