@@ -81,7 +81,9 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         from crsbench.sweep.plan import Planner
         print(describe_plan(Planner(sweep, args.data_dir).plan_all()))
         return 0
+    import signal
     from crsbench.sweep.driver import run_sweep, sweep_table
+    signal.signal(signal.SIGTERM, signal.default_int_handler)     # stop the workers cleanly on SIGTERM too
     if args.executor == "ray":
         from crsbench.sweep.executors import RayExecutor
         executor = RayExecutor(args.ray_address, args.workers, args.runs_per_gpu)

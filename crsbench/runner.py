@@ -61,7 +61,7 @@ def _evaluate(model: CRSModel, data: LoadedDataset, config: dict, run: RunDir,
     tasks = selected_tasks(model, config)
     metrics: dict[str, float] = {}
     for split in ev["splits"]:
-        instances = data.instances[split]
+        instances = data.instances[split].head(ev.get("max_samples"))
         rec_records: list[dict] = []
         gen_records: list[dict] = []
         if REC in tasks:

@@ -99,4 +99,27 @@ def test_no_partial_entries_are_left_behind(spec, tmp_path, monkeypatch):
         raise OSError("disk full")
     monkeypatch.setattr(cache.np, "savez", fail)
     cache.load_or_build(spec, tmp_path / "cache")        # build succeeds, caching is skipped
-    assert not [p for p in (tmp_path / "cache").iterdir()]
+    assert not [p for p in (tmp_path / "cache").iterdir() if not p.name.endswith(".lock")]
+
+
+def test_parallel_builds_of_one_entry_build_once(spec, tmp_path):
+    """Two processes (a sweep's workers) asking for the same entry: one builds, the other waits for
+    the lock and reads what the first wrote."""
+    import multiprocessing
+    context = multiprocessing.get_context("fork")
+    with context.Pool(2) as pool:
+        fingerprints = pool.starmap(_build_and_count, [(spec.root.parent, tmp_path / "cache")] * 2)
+    assert fingerprints[0][0] == fingerprints[1][0]
+    assert sorted(n for _, n in fingerprints) == [0, 1]          # builds per process: one built, one read
+
+
+def _build_and_count(data_dir, cache_dir):
+    import time
+    class SlowSpec(CountingSpec):
+        def build(self):
+            time.sleep(1.0)
+            return super().build()
+    local = SlowSpec(data_dir, {"kg_min_relation_edges": 1000})
+    SlowSpec.builds = 0
+    bundle = cache.load_or_build(local, cache_dir)
+    return bundle.fingerprint, SlowSpec.builds

@@ -295,7 +295,12 @@ def check_ranges(config: dict, splits: Sequence[str], sources: dict[str, str] | 
             if value is not None and value < low:
                 own = f"stages.{stage}.{key}" if key in (config["stages"][stage] or {}) else f"train.{key}"
                 fail(own, f"must be >= {low} (stage '{stage}'), got {value!r}", f"give {own} a value >= {low}")
+    fraction = config["data"].get("train_fraction", 1.0)
+    if not 0 < fraction <= 1:
+        fail("data.train_fraction", f"must be in (0, 1], got {fraction!r}", "e.g. --set data.train_fraction=0.5")
     ev = config["eval"]
+    if ev.get("max_samples") is not None and (not isinstance(ev["max_samples"], int) or ev["max_samples"] < 1):
+        fail("eval.max_samples", f"{ev['max_samples']!r} is not a positive integer", "use null for all samples")
     if not ev["splits"]:
         fail("eval.splits", "is empty", f"choose among {', '.join(splits)}")
     unknown = [s for s in ev["splits"] if s not in splits]

@@ -1,6 +1,7 @@
 """What a dataset plugin implements, and how the data directory is found."""
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import ClassVar
@@ -30,6 +31,15 @@ def resolve_cache_dir(explicit: str | os.PathLike | None = None) -> Path:
     if os.environ.get(CACHE_ENV):
         return Path(os.environ[CACHE_ENV]).expanduser()
     return Path(platformdirs.user_cache_dir("crsbench")) / "preprocessed"
+
+
+def in_train_fraction(conv_id: str, fraction: float) -> bool:
+    """Whether `data.train_fraction` keeps a training conversation: deterministic by its id (sha1 of
+    the id in the lowest `fraction` of the hash range), so smaller fractions are subsets of larger."""
+    if fraction >= 1.0:
+        return True
+    value = int.from_bytes(hashlib.sha1(str(conv_id).encode()).digest()[:8], "big") / 2**64
+    return value < fraction
 
 
 class DatasetSpec:

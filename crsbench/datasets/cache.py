@@ -15,6 +15,7 @@ import os
 import pickle
 import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -132,23 +133,61 @@ def _write_entry(entry: Path, key: str, bundle: DatasetBundle) -> None:
         raise
 
 
+@contextmanager
+def _building(entry: Path):
+    """An exclusive lock per cache entry, so that parallel runs (a sweep's workers) build a dataset
+    once: the others wait, then read the entry the first one wrote."""
+    try:
+        import fcntl
+    except ImportError:                  # no flock (Windows): each process builds its own
+        yield
+        return
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    with open(entry.parent / f".{entry.name}.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _try_read(entry: Path, key: str) -> DatasetBundle | None:
+    if not entry.exists():
+        return None
+    try:
+        bundle = _read_entry(entry, key)
+        logger.debug(f"loaded preprocessed data from {entry}")
+        return bundle
+    except (DataError, OSError, ValueError, KeyError, TypeError) as exc:
+        logger.warning(f"preprocessing cache {entry} is unusable ({exc}); rebuilding it")
+        return None
+
+
 def load_or_build(spec: DatasetSpec, cache_dir: Path) -> DatasetBundle:
     """The preprocessed bundle: from a verified cache entry, else built (and cached)."""
     version = spec.data_version()
     key = cache_key(spec, version)
     entry = _entry_dir(Path(cache_dir), spec, key)
-    if entry.exists():
-        try:
-            bundle = _read_entry(entry, key)
-            logger.debug(f"loaded preprocessed data from {entry}")
-            return bundle
-        except (DataError, OSError, ValueError, KeyError, TypeError) as exc:
-            logger.warning(f"preprocessing cache {entry} is unusable ({exc}); rebuilding it")
-    logger.info(f"preprocessing {spec.root} (cached afterwards in {entry})")
-    bundle = spec.build()
-    bundle.fingerprint, bundle.data_files = version.fingerprint, version.files
+    bundle = _try_read(entry, key)
+    if bundle is not None:
+        return bundle
     try:
-        _write_entry(entry, key, bundle)
-    except OSError as exc:
-        logger.warning(f"could not write the preprocessing cache {entry} ({exc}); continuing without it")
-    return bundle
+        lock = _building(entry)
+        lock.__enter__()
+    except OSError:                      # a read-only cache dir: build without caching
+        lock = None
+    try:
+        bundle = _try_read(entry, key)   # built by another process while this one waited
+        if bundle is not None:
+            return bundle
+        logger.info(f"preprocessing {spec.root} (cached afterwards in {entry})")
+        bundle = spec.build()
+        bundle.fingerprint, bundle.data_files = version.fingerprint, version.files
+        try:
+            _write_entry(entry, key, bundle)
+        except OSError as exc:
+            logger.warning(f"could not write the preprocessing cache {entry} ({exc}); continuing without it")
+        return bundle
+    finally:
+        if lock is not None:
+            lock.__exit__(None, None, None)

@@ -56,6 +56,16 @@ class SplitInstances:
     def view(self, name: str) -> list[RecInstance]:
         return [self.rec[i] for i in self.views[name]]
 
+    def head(self, max_samples: int | None) -> "SplitInstances":
+        """The first `max_samples` samples and their recommendation instances (all when None)."""
+        if max_samples is None or max_samples >= len(self.samples):
+            return self
+        kept = {s.sample_id for s in self.samples[:max_samples]}
+        rows = [i for i, r in enumerate(self.rec) if r.sample.sample_id in kept]
+        new_index = {old: new for new, old in enumerate(rows)}
+        views = {v: [new_index[i] for i in idx if i in new_index] for v, idx in self.views.items()}
+        return SplitInstances(self.split, self.samples[:max_samples], [self.rec[i] for i in rows], views)
+
     def counts(self) -> dict[str, int]:
         out = {"samples": len(self.samples)}
         out.update({f"rec_{v}": len(idx) for v, idx in self.views.items()})

@@ -14,7 +14,7 @@ import re
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from crsbench.datasets.base import DatasetSpec
+from crsbench.datasets.base import DatasetSpec, in_train_fraction
 from crsbench.datasets.conceptnet import (EDGES_FILE, INDEX_FILE, STOPWORDS_FILE, WordLinker,
                                           load_word_kg, read_stopwords)
 from crsbench.datasets.jsonl import read_json, read_jsonl, require
@@ -90,6 +90,7 @@ class OpenDialKGSpec(DatasetSpec):
         splits = {}
         for split in SPLITS:
             splits[split] = self._split(split, entity2id, item_set, words, stats)
+        splits["train"] = [c for c in splits["train"] if in_train_fraction(c.conv_id, s["train_fraction"])]
         vocab, embeddings = vocabulary_and_embeddings(splits["train"], s)
         titles = {}
         for key, record in info.items():

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from loguru import logger
 
-from crsbench.datasets.base import DatasetSpec
+from crsbench.datasets.base import DatasetSpec, in_train_fraction
 from crsbench.datasets.conceptnet import (EDGES_FILE, INDEX_FILE, STOPWORDS_FILE, WordLinker,
                                           load_word_kg, read_stopwords)
 from crsbench.datasets.entity_linker import EntityLinker, uri_to_name
@@ -121,6 +121,7 @@ class RedialSpec(DatasetSpec):
 
         # --- conversations ------------------------------------------------------------------
         raw = {split: self._read_split(split) for split in SPLITS}
+        raw["train"] = [c for c in raw["train"] if in_train_fraction(c["id"], s["train_fraction"])]
         t_read = time.perf_counter()
         linker = self.entity_linker(entity2id, stopwords, raw["train"], entity_kg)
         words = WordLinker(word_index, stopwords)

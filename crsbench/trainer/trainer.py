@@ -303,7 +303,7 @@ class Trainer:
     def _validate(self, stage: Stage) -> dict[str, float]:
         from crsbench.evaluator import evaluate_generation, evaluate_perplexity, evaluate_recommendation
         ev = self.config["eval"]
-        valid = self.instances["valid"]
+        valid = self.instances["valid"].head(ev.get("max_samples"))
         if stage.validate == REC:
             metrics, _ = evaluate_recommendation(self.model, valid, ["all"], ev["ks"], ev["batch_size"])
             return metrics

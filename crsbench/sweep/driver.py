@@ -1,0 +1,161 @@
+"""`crsbench sweep FILE`: plan the cells, run what is missing on an executor, index the results,
+print the comparison table of the sweep's rows.
+
+The driver alone writes the results index. Progress is one line per event (a cell started, finished
+or failed) and a summary line (done / running / failed / to do, elapsed time) every half minute.
+A failed cell is reported with its log and does not stop the others; the cells that start from it
+(init_from) are skipped. Interrupted (Ctrl-C), the driver stops its workers, whose runs are marked
+interrupted; running the same command again resumes them and skips every finished cell.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from loguru import logger
+
+from crsbench.results.store import record_finished, results_db
+from crsbench.run_dir import RunDir
+from crsbench.sweep.executors import Outcome, Task
+from crsbench.sweep.plan import DONE, RESUME, TODO, WAIT, CellPlan, Planner
+from crsbench.sweep.spec import Cell, Sweep
+
+REPORT_EVERY_S = 30.0
+
+
+@dataclass
+class SweepReport:
+    done: list[Cell] = field(default_factory=list)          # finished before or during this sweep
+    ran: list[Cell] = field(default_factory=list)           # finished during this sweep
+    failed: list[tuple[Cell, str]] = field(default_factory=list)
+    skipped: list[tuple[Cell, str]] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def describe_plan(plans: list[CellPlan]) -> str:
+    """The --dry-run listing: one line per cell with its status and run dir."""
+    width = max(len(p.cell.label) for p in plans)
+    lines = []
+    for p in plans:
+        where = f"  {p.run_dir}" if p.run_dir else ""
+        lines.append(f"{p.cell.label:<{width}}  {p.status:<6}{where}")
+    counts = {s: sum(p.status == s for p in plans) for s in (DONE, RESUME, TODO, WAIT)}
+    lines.append(f"{len(plans)} cells: {counts[DONE]} done, {counts[RESUME]} to resume, {counts[TODO]} to do, "
+                 f"{counts[WAIT]} waiting for their init_from cell")
+    return "\n".join(lines)
+
+
+def _task(plan: CellPlan, data_dir: str | None) -> Task:
+    return Task(plan.cell.label, plan.row.model, plan.cell.dataset, plan.cell.seed, plan.overrides,
+                plan.row.protocol, str(plan.run_dir) if plan.status == RESUME else None, data_dir)
+
+
+def _materialise(outcome: Outcome, root: Path) -> Path:
+    """The run dir on the driver's side: the worker's, or rebuilt from the shipped small files."""
+    path = Path(outcome.run_dir)
+    if path.exists() or not outcome.files:
+        return path
+    local = root / outcome.run_id
+    local.mkdir(parents=True, exist_ok=True)
+    for name, data in outcome.files.items():
+        (local / name).write_bytes(data)
+    RunDir(local).update_meta(runs_root=str(root), shipped_from=str(path))
+    return local
+
+
+def _hms(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+def run_sweep(sweep: Sweep, executor, data_dir: str | None = None) -> SweepReport:
+    """Run every cell that is not done; returns what happened."""
+    planner = Planner(sweep, data_dir)
+    plans = planner.plan_all()
+    report = SweepReport(done=[p.cell for p in plans if p.status == DONE])
+    finished: dict[Cell, Path] = {p.cell: p.run_dir for p in plans if p.status == DONE}
+    queue = [p for p in plans if p.status in (TODO, RESUME)]
+    waiting = [p for p in plans if p.status == WAIT]
+    running: dict = {}
+    started = time.perf_counter()
+    total = len(plans)
+    logger.info(f"sweep {sweep.name}: {total} cells, {len(report.done)} done already, {len(queue)} to run, "
+                f"{len(waiting)} waiting; executor {executor.name} with {executor.capacity} worker(s)")
+    last_report = time.perf_counter()
+
+    def summary() -> str:
+        return (f"[{_hms(time.perf_counter() - started)}] {len(report.done)}/{total} done, {len(running)} running, "
+                f"{len(report.failed) + len(report.skipped)} failed or skipped, "
+                f"{len(queue) + len(waiting)} to do")
+
+    try:
+        while queue or waiting or running:
+            while queue and len(running) < executor.capacity:
+                plan = queue.pop(0)
+                running[executor.submit(_task(plan, data_dir))] = plan
+                verb = "resuming" if plan.status == RESUME else "starting"
+                logger.info(f"{verb} {plan.cell.label}" + (f" ({plan.run_dir})" if plan.run_dir else ""))
+            if not running:
+                break
+            for future in executor.wait(list(running), timeout=REPORT_EVERY_S):
+                plan = running.pop(future)
+                outcome = executor.result(future)
+                if outcome.status == "finished":
+                    root = Path(plan.config["run"]["output_dir"]).resolve()
+                    run_dir = _materialise(outcome, root)
+                    record_finished(RunDir(run_dir))
+                    finished[plan.cell] = run_dir
+                    report.done.append(plan.cell)
+                    report.ran.append(plan.cell)
+                    logger.info(f"finished {plan.cell.label} in {_hms(outcome.seconds)}: {run_dir}")
+                else:
+                    log = Path(outcome.run_dir) / RunDir.LOG if outcome.run_dir else None
+                    report.failed.append((plan.cell, outcome.error or outcome.status))
+                    logger.error(f"{outcome.status} {plan.cell.label}: {(outcome.error or '').splitlines()[0]}"
+                                 + (f" (log: {log})" if log else ""))
+            for plan in list(waiting):
+                source = Cell(plan.row.init_from, plan.cell.dataset, plan.cell.seed)
+                if source in finished:
+                    waiting.remove(plan)
+                    new = planner.plan(plan.cell, finished)
+                    if new.status == DONE:
+                        finished[new.cell] = new.run_dir
+                        report.done.append(new.cell)
+                    else:
+                        queue.append(new)
+                elif any(source == c for c, _ in report.failed + report.skipped):
+                    waiting.remove(plan)
+                    report.skipped.append((plan.cell, f"its init_from cell {source.label} failed"))
+                    logger.error(f"skipped {plan.cell.label}: its init_from cell {source.label} failed")
+            if time.perf_counter() - last_report >= REPORT_EVERY_S:
+                logger.info(summary())
+                last_report = time.perf_counter()
+    except KeyboardInterrupt:
+        logger.warning(f"sweep interrupted: stopping {len(running)} running cell(s); run the same command "
+                       "again to resume them and skip the finished ones")
+        for outcome in executor.stop(list(running)):
+            logger.warning(f"{outcome.status}: {outcome.label} ({outcome.run_dir})")
+        raise
+    finally:
+        executor.close()
+    report.seconds = time.perf_counter() - started
+    logger.info(summary())
+    return report
+
+
+def sweep_table(sweep: Sweep, data_dir: str | None = None) -> str:
+    """`crsbench compare` of each dataset, restricted to the sweep's rows."""
+    from crsbench.results.compare import compare
+    out = []
+    root = Path(sweep.output_dir or "runs")
+    datasets = list(dict.fromkeys(d for r in sweep.rows for d in r.datasets))
+    planner = Planner(sweep, data_dir)
+    for dataset in datasets:
+        version = planner.fingerprint_files(dataset)
+        table = compare(results_db(root), dataset, data_version=version)
+        keep = {(r.model, r.tag, r.protocol or "crsbench") for r in sweep.rows if dataset in r.datasets}
+        table.rows = [row for row in table.rows if (row.model, row.tag, row.protocol) in keep]
+        table.columns = [c for c in table.columns if any(c in row.cells for row in table.rows)]
+        out.append(f"### {dataset}\n\n{table.to_markdown()}")
+    return "\n\n".join(out)

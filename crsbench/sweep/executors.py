@@ -1,0 +1,221 @@
+"""Running a sweep's cells: one ordinary run per cell, in worker processes (local) or Ray tasks.
+
+A worker creates (or resumes) the cell's run directory and trains and scores it exactly as
+`crsbench run` does, but leaves the results index alone: the driver is the only writer of
+`results.sqlite` (SQLite is never written from several machines). A Ray task also returns the run's
+small files (run.json, config.yaml, metrics.json, outcomes), which the driver writes into its own
+runs root when the worker's files are not visible to it (no shared output directory).
+"""
+from __future__ import annotations
+
+import os
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SHIPPED = ("run.json", "config.yaml", "metrics.json", "log.txt")     # plus outcomes_*.npz
+
+
+@dataclass
+class Task:
+    """A picklable description of one cell's run."""
+
+    label: str
+    model: str
+    dataset: str
+    seed: int
+    overrides: list[str]
+    protocol: str | None = None
+    resume: str | None = None           # a run dir to continue instead of a new run
+    data_dir: str | None = None
+    threads: int | None = None          # torch CPU threads for this run
+    device: str | None = None           # e.g. "cuda:0"; None: the config's run.device
+    memory_fraction: float | None = None  # share of the GPU's memory this run may take
+
+
+@dataclass
+class Outcome:
+    label: str
+    status: str                          # "finished" or "failed"
+    run_dir: str | None = None
+    error: str | None = None
+    seconds: float = 0.0
+    files: dict[str, bytes] = field(default_factory=dict)
+    run_id: str | None = None
+
+
+def _ship(run_dir: Path) -> dict[str, bytes]:
+    out = {}
+    for path in [run_dir / n for n in SHIPPED] + sorted(run_dir.glob("outcomes_*.npz")):
+        if path.exists():
+            out[path.name] = path.read_bytes()
+    return out
+
+
+def run_task(task: Task, ship: bool = False) -> Outcome:
+    """Run one cell in this process (a pool worker or a Ray task); never raises."""
+    import torch
+    from loguru import logger
+
+    from crsbench.run_dir import RunDir
+    from crsbench.runner import create_run, execute_run, prepare_config
+    started = time.perf_counter()
+    os.environ["TQDM_DISABLE"] = "1"          # progress bars of parallel workers would interleave
+    logger.remove()
+    logger.add(lambda m: print(f"[{task.label}] {m}", end="", flush=True), level="WARNING")
+    if task.threads:
+        torch.set_num_threads(task.threads)
+    if task.device and task.device.startswith("cuda") and task.memory_fraction:
+        index = int(task.device.split(":")[1]) if ":" in task.device else 0
+        torch.cuda.set_per_process_memory_fraction(task.memory_fraction, index)
+    run = None
+    try:
+        overrides = list(task.overrides) + ([f"run.device={task.device}"] if task.device else [])
+        if task.resume:
+            run = RunDir(Path(task.resume))
+        else:
+            config, _ = prepare_config(task.model, task.dataset, None, overrides, task.data_dir, task.seed,
+                                       task.protocol)
+            run = create_run(task.model, task.dataset, config, task.protocol)
+        execute_run(run, resuming=task.resume is not None, record=False)
+        status, error = "finished", None
+    except BaseException as exc:             # a failed cell must not stop the others
+        status = "failed"
+        error = f"{type(exc).__name__}: {getattr(exc, 'message', exc)}"
+        if not hasattr(exc, "message") and not isinstance(exc, KeyboardInterrupt):
+            error += "\n" + traceback.format_exc(limit=3)
+        if isinstance(exc, KeyboardInterrupt):
+            status = "interrupted"
+    seconds = time.perf_counter() - started
+    files = _ship(run.path) if ship and run is not None else {}
+    return Outcome(task.label, status, str(run.path) if run else None, error, seconds, files,
+                   run.run_id() if run else None)
+
+
+class LocalExecutor:
+    """A pool of worker processes on this machine (spawned, so each has its own torch state). CPU
+    threads are divided between the workers; with GPUs, each run gets one device and a memory share,
+    `runs_per_gpu` runs sharing a device."""
+
+    name = "local"
+
+    def __init__(self, workers: int = 1, runs_per_gpu: int = 1) -> None:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+        self.workers = max(1, workers)
+        self.pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        self.threads = max(1, cpus // self.workers)
+        self.gpus = _gpu_count()
+        self.runs_per_gpu = max(1, runs_per_gpu)
+        self.free_slots = [g for g in range(self.gpus) for _ in range(self.runs_per_gpu)]
+        self.slot_of: dict = {}
+
+    @property
+    def capacity(self) -> int:
+        return self.workers
+
+    def submit(self, task: Task):
+        task.threads = self.threads
+        slot = None
+        if self.free_slots:
+            slot = self.free_slots.pop(0)
+            task.device, task.memory_fraction = f"cuda:{slot}", 1.0 / self.runs_per_gpu
+        future = self.pool.submit(run_task, task)
+        self.slot_of[future] = slot
+        return future
+
+    def wait(self, futures: list, timeout: float) -> list:
+        from concurrent.futures import FIRST_COMPLETED, wait
+        done, _ = wait(futures, timeout=timeout, return_when=FIRST_COMPLETED)
+        return list(done)
+
+    def result(self, future) -> Outcome:
+        slot = self.slot_of.pop(future, None)
+        if slot is not None:
+            self.free_slots.append(slot)
+        try:
+            return future.result()
+        except BaseException as exc:          # the worker process itself died
+            return Outcome("?", "failed", error=f"worker died: {type(exc).__name__}: {exc}")
+
+    def stop(self, futures: list, timeout: float = 120.0) -> list[Outcome]:
+        """Ask the running workers to stop (SIGTERM: each run checkpoints and is marked interrupted)
+        and collect what they report."""
+        from concurrent.futures import wait
+        done, _ = wait(futures, timeout=5.0)          # a Ctrl-C in the terminal reached the workers too
+        if len(done) < len(futures):
+            for process in list(getattr(self.pool, "_processes", {}).values()):
+                if process.is_alive():
+                    process.terminate()                # SIGTERM
+            done, _ = wait(futures, timeout=timeout)
+        return [self.result(f) for f in done]
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+class RayExecutor:
+    """The same cells as Ray tasks, on an existing cluster (`address`) or a local Ray instance.
+    Each task asks for `cpus` CPUs and `gpu_share` of a GPU (1 / runs_per_gpu when GPUs exist)."""
+
+    name = "ray"
+
+    def __init__(self, address: str | None = None, workers: int | None = None, runs_per_gpu: int = 1,
+                 cpus_per_task: int | None = None) -> None:
+        try:
+            import ray
+        except ImportError:
+            from crsbench.errors import ConfigError
+            raise ConfigError("--executor ray needs Ray, which is not installed",
+                              hint="pip install 'crsbench[ray]' (or pip install ray)") from None
+        self.ray = ray
+        if not ray.is_initialized():
+            options = {"address": address} if address else {"num_cpus": workers or None}
+            ray.init(include_dashboard=False, log_to_driver=True, configure_logging=False, **options)
+        resources = ray.cluster_resources()
+        cpus = int(resources.get("CPU", 1))
+        self.cpus_per_task = cpus_per_task or max(1, cpus // (workers or cpus))
+        self.gpu_share = 1.0 / max(1, runs_per_gpu) if resources.get("GPU", 0) >= 1 else 0
+        self.workers = workers or max(1, cpus // self.cpus_per_task)
+        self.remote = ray.remote(run_task)
+
+    @property
+    def capacity(self) -> int:
+        return self.workers
+
+    def submit(self, task: Task):
+        task.threads = self.cpus_per_task
+        if self.gpu_share:
+            task.memory_fraction = self.gpu_share
+        return self.remote.options(num_cpus=self.cpus_per_task, num_gpus=self.gpu_share).remote(task, True)
+
+    def wait(self, futures: list, timeout: float) -> list:
+        done, _ = self.ray.wait(futures, num_returns=1, timeout=timeout)
+        return done
+
+    def result(self, future) -> Outcome:
+        try:
+            return self.ray.get(future)
+        except BaseException as exc:
+            return Outcome("?", "failed", error=f"Ray task failed: {type(exc).__name__}: {exc}")
+
+    def stop(self, futures: list, timeout: float = 120.0) -> list[Outcome]:
+        """Cancel the running tasks (Ray sends the worker a KeyboardInterrupt; the run is marked
+        interrupted) and collect what they report."""
+        for future in futures:
+            self.ray.cancel(future)
+        done, _ = self.ray.wait(futures, num_returns=len(futures), timeout=timeout)
+        return [self.result(f) for f in done]
+
+    def close(self) -> None:
+        pass
+
+
+def _gpu_count() -> int:
+    try:
+        import torch
+        return torch.cuda.device_count() if torch.cuda.is_available() else 0
+    except Exception:
+        return 0

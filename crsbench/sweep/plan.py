@@ -1,0 +1,149 @@
+"""What a sweep still has to do: each cell's resolved config, and whether a run of it exists.
+
+A cell is *done* when a finished run under the runs root has the same resolved config (locations
+aside, and settings added to crsbench since filled with their defaults) and the same data
+fingerprint; it is *resumable* when such a run was interrupted or its process died (the sweep
+continues it with --resume); else it is *to do*. A cell whose `init_from` row has no finished run
+for the same dataset and seed waits for it.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from crsbench.datasets.provenance import keyed_settings
+from crsbench.errors import CrsbenchError
+from crsbench.run_dir import FINISHED, INTERRUPTED, STALE, RunDir, shown_status
+from crsbench.sweep.spec import Cell, Row, Sweep, cells
+
+DONE, RESUME, TODO, WAIT = "done", "resume", "to do", "waits"
+# settings that say where things are, not what is computed
+_LOCATIONS = (("run", "output_dir"), ("run", "device"), ("data", "dir"), ("data", "cache_dir"),
+              ("data", "download"))
+
+
+@dataclass
+class CellPlan:
+    cell: Cell
+    row: Row
+    status: str
+    run_dir: Path | None = None                 # the finished (or resumable) run
+    overrides: list[str] = field(default_factory=list)
+    config: dict | None = None
+
+
+def _comparable(config: dict, defaults: dict | None = None) -> dict:
+    """The config without its locations (and with today's defaults filling what an older run lacks)."""
+    out = copy.deepcopy(config)
+    if defaults is not None:
+        _fill(defaults, out)
+    for section, key in _LOCATIONS:
+        out.get(section, {}).pop(key, None)
+    out.get("run", {}).pop("init_from", None)          # compared through the source cell instead
+    return out
+
+
+def _fill(defaults: dict, found: dict) -> None:
+    for key, value in defaults.items():
+        if key not in found:
+            found[key] = copy.deepcopy(value)
+        elif isinstance(value, dict) and isinstance(found[key], dict):
+            _fill(value, found[key])
+
+
+class Planner:
+    """Resolves cells and finds their runs; caches data fingerprints and run listings."""
+
+    def __init__(self, sweep: Sweep, data_dir: str | None = None) -> None:
+        self.sweep, self.data_dir = sweep, data_dir
+        self._fingerprints: dict[tuple, str] = {}
+        self._runs: dict[Path, list[tuple[RunDir, dict, dict]]] = {}
+
+    def overrides(self, row: Row, cell: Cell, source: Path | None) -> list[str]:
+        out = list(row.overrides) + [f"run.tag={row.tag}"]
+        if self.sweep.output_dir:
+            out.append(f"run.output_dir={self.sweep.output_dir}")
+        if source is not None:
+            out.append(f"run.init_from={source}")
+        return out
+
+    def resolve(self, row: Row, cell: Cell, source: Path | None) -> tuple[list[str], dict]:
+        from crsbench.runner import prepare_config
+        overrides = self.overrides(row, cell, source)
+        config, _ = prepare_config(row.model, cell.dataset, None, overrides, self.data_dir, cell.seed,
+                                   protocol=row.protocol)
+        return overrides, config
+
+    def fingerprint(self, dataset: str, data: dict) -> str:
+        from crsbench.datasets.loader import dataset_spec
+        key = (dataset, repr(sorted(keyed_settings(data).items())))
+        if key not in self._fingerprints:
+            self._fingerprints[key] = dataset_spec(dataset, data, self.data_dir).data_version().fingerprint
+        return self._fingerprints[key]
+
+    def fingerprint_files(self, dataset: str) -> str | None:
+        """The data version (raw files' hash) the data directory holds for `dataset`, None if absent."""
+        from crsbench.datasets.loader import dataset_spec
+        try:
+            return dataset_spec(dataset, {}, self.data_dir).data_version().files
+        except CrsbenchError:
+            return None
+
+    def _candidates(self, root: Path, dataset: str, model: str) -> list[tuple[RunDir, dict, dict]]:
+        """(run, meta, config) of every readable run of a model on a dataset, newest last."""
+        key = root / dataset
+        if key not in self._runs:
+            found = []
+            for run in sorted(key.glob("*/*/run.json")):
+                try:
+                    meta = RunDir(run.parent).read_meta()
+                    found.append((RunDir(run.parent), meta, RunDir(run.parent).read_config()))
+                except CrsbenchError:
+                    continue
+            self._runs[key] = found
+        return [c for c in self._runs[key] if c[1].get("model") == model]
+
+    def forget(self, root: Path, dataset: str) -> None:
+        self._runs.pop(root / dataset, None)
+
+    def plan(self, cell: Cell, done: dict[Cell, Path]) -> CellPlan:
+        """Where one cell stands, given the run dirs of the cells already done."""
+        from crsbench.config.loader import resolve_config
+        from crsbench.registry import get_dataset, get_model
+        row = self.sweep.row(cell.row)
+        source = None
+        if row.init_from is not None:
+            source = done.get(Cell(row.init_from, cell.dataset, cell.seed))
+            if source is None:
+                return CellPlan(cell, row, WAIT)
+        overrides, config = self.resolve(row, cell, source)
+        defaults = resolve_config(get_model(row.model), get_dataset(cell.dataset))
+        wanted = _comparable(config)
+        fingerprint = self.fingerprint(cell.dataset, config["data"])
+        root = Path(config["run"]["output_dir"]).resolve()
+        best: CellPlan | None = None
+        for run, meta, saved in self._candidates(root, cell.dataset, row.model):
+            if (meta.get("data") or {}).get("fingerprint") not in (fingerprint, None):
+                continue
+            if _comparable(saved, defaults) != wanted:
+                continue
+            if source is not None and Path(str(saved["run"].get("init_from"))).resolve() != Path(source).resolve():
+                continue
+            status = shown_status(meta)
+            if status == FINISHED and (meta.get("data") or {}).get("fingerprint") == fingerprint:
+                best = CellPlan(cell, row, DONE, run.path, overrides, config)
+            elif status in (INTERRUPTED, STALE) and (best is None or best.status != DONE):
+                best = CellPlan(cell, row, RESUME, run.path, overrides, config)
+        return best or CellPlan(cell, row, TODO, None, overrides, config)
+
+    def plan_all(self) -> list[CellPlan]:
+        """Every cell's plan, sources first (a dependent cell sees its source's finished run)."""
+        done: dict[Cell, Path] = {}
+        plans = []
+        for cell in cells(self.sweep):
+            plan = self.plan(cell, done)
+            if plan.status == DONE:
+                done[cell] = plan.run_dir
+            plans.append(plan)
+        return plans
