@@ -24,11 +24,18 @@ setup(
         "scipy>=1.11",                # Welch's t-test and sparse n-gram counts for significance tests
     ],
     # setuptools: tests/test_packaging.py builds a wheel without build isolation (3.12+ venvs lack it)
-    extras_require={"test": ["pytest>=8", "setuptools>=70"]},
+    extras_require={"test": ["pytest>=8", "setuptools>=70", "ray>=2.9"],   # the Ray sweep test uses a real Ray
+                    "ray": ["ray>=2.9"]},                                   # crsbench sweep --executor ray
     entry_points={
         "console_scripts": ["crsbench = crsbench.cli:main"],
-        # Our own baselines register exactly as a third-party package would.
+        # Every model and dataset is an entry point; our own baselines register exactly as a
+        # third-party package would. Each kind is imported only when asked for.
+        "crsbench.datasets": [
+            "redial = crsbench.datasets.redial",
+            "opendialkg = crsbench.datasets.opendialkg",
+        ],
         "crsbench.models": [
+            "kgsf = crsbench.models.kgsf",
             "popularity = baselines.popularity",
             "context_repeat = baselines.context_repeat",
             "textcnn = baselines.textcnn",

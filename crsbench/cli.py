@@ -1,4 +1,5 @@
-"""Command-line interface: `crsbench run | evaluate | compare | chat | human-eval | list`."""
+"""crsbench: a benchmark framework for conversational recommender systems. Train and score a model,
+compare results with significance tests, run whole tables as sweeps, talk to a trained model."""
 from __future__ import annotations
 
 import argparse
@@ -23,9 +24,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
                                          args.protocol)
         print(describe(config, sources))
         return 0
-    from crsbench.runner import run_experiment
-    result = run_experiment(args.model, args.dataset, config_file=args.config, overrides=args.set,
-                            data_dir=args.data_dir, seed=args.seed, resume=args.resume, protocol=args.protocol)
+    from crsbench.runner import execute_run, run_experiment
+    if args.execute or (args.resume and args.no_index):        # a sweep's cell: the driver indexes it
+        from crsbench.run_dir import RunDir
+        result = execute_run(RunDir(Path(args.execute or args.resume)), resuming=bool(args.resume),
+                             record=not args.no_index)
+    else:
+        result = run_experiment(args.model, args.dataset, config_file=args.config, overrides=args.set,
+                                data_dir=args.data_dir, seed=args.seed, resume=args.resume, protocol=args.protocol)
     print(f"run finished: {result.run_dir}")
     return 0
 
@@ -53,8 +59,10 @@ def _current_data_version(dataset: str, data_dir: str | None) -> str | None:
 
 def _cmd_compare(args: argparse.Namespace) -> int:
     from crsbench.atomic import atomic_write_text
+    from crsbench.registry import get_dataset
     from crsbench.results.compare import compare
     from crsbench.results.store import results_db
+    get_dataset(args.dataset)                       # an unknown dataset is an error, not an empty table
     version = None if args.all_data else _current_data_version(args.dataset, args.data_dir)
     table = compare(results_db(args.output_dir), args.dataset, split=args.split,
                     metrics=args.metrics.split(",") if args.metrics else None, data_version=version)
@@ -89,7 +97,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         executor = RayExecutor(args.ray_address, args.workers, args.runs_per_gpu)
     else:
         from crsbench.sweep.executors import LocalExecutor
-        executor = LocalExecutor(args.workers or 1, args.runs_per_gpu)
+        executor = LocalExecutor(args.workers or 1, args.runs_per_gpu, args.data_dir)
     report = run_sweep(sweep, executor, args.data_dir)
     print(sweep_table(sweep, args.data_dir))
     for cell, error in report.failed + report.skipped:
@@ -139,17 +147,24 @@ def _cmd_human_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def _summary(doc: str | None) -> str:
+    """The first paragraph of a docstring on one line (whole sentences, not its first line)."""
+    paragraph = (doc or "").strip().split("\n\n")[0]
+    return " ".join(line.strip() for line in paragraph.splitlines())
+
+
 def _cmd_list(args: argparse.Namespace) -> int:
     from crsbench.metrics import METRICS
-    from crsbench.registry import get_model, list_datasets, list_models
+    from crsbench.registry import broken_plugins, get_dataset, get_model, list_datasets, list_models
     print("models:")
     for name in list_models():
         cls = get_model(name)
-        doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
-        print(f"  {name:<16} [{'+'.join(cls.tasks)}] {doc}")
+        print(f"  {name:<16} [{'+'.join(cls.tasks)}] {_summary(cls.__doc__)}")
     print("datasets:")
     for name in list_datasets():
-        print(f"  {name}")
+        print(f"  {name:<16} {_summary(get_dataset(name).__doc__)}")
+    for problem in broken_plugins():
+        print(f"not loaded: {problem}")
     print("metrics:")
     for m in METRICS:
         print(f"  {m.name:<16} {m.definition}")
@@ -157,7 +172,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="crsbench", description=__doc__)
+    parser = argparse.ArgumentParser(prog="crsbench", description=__doc__.strip())
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -172,6 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its checkpoint")
     run.add_argument("--protocol", help="a training protocol preset: crsbench (default) or paper (the KGSF "
                                         "release's epochs and model selection); see README")
+    run.add_argument("--execute", metavar="RUN_DIR", help=argparse.SUPPRESS)     # a run dir crsbench sweep created
+    run.add_argument("--no-index", action="store_true", help=argparse.SUPPRESS)  # crsbench sweep indexes it
     run.add_argument("--dry-run", action="store_true",
                      help="print the resolved configuration, with the layer each value came from, and exit")
     run.set_defaults(func=_cmd_run)

@@ -6,6 +6,7 @@ A run's status in run.json is `running` until it ends as `finished`, `failed` (w
 """
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -167,6 +168,10 @@ def _run(run: RunDir, meta: dict, config: dict, model_name: str, dataset_name: s
     logger.info(f"run {meta['run_id']}: model={model_name} dataset={dataset_name} dir={run.path}")
     seed_everything(config["run"]["seed"])
     device = resolve_device(config["run"]["device"])
+    share = os.environ.get("CRSBENCH_GPU_MEMORY_FRACTION")     # set by crsbench sweep --runs-per-gpu
+    if share and device.type == "cuda":
+        import torch
+        torch.cuda.set_per_process_memory_fraction(float(share), device.index or 0)
     t0 = time.perf_counter()
     data = load_dataset(dataset_name, config["data"])
     load_s = time.perf_counter() - t0
@@ -190,22 +195,9 @@ def _run(run: RunDir, meta: dict, config: dict, model_name: str, dataset_name: s
     return RunResult(meta["run_id"], run.path, metrics)
 
 
-def _fill_missing(defaults: dict, found: dict, prefix: str) -> list[str]:
-    """Copy into `found` the (nested) keys of `defaults` it lacks; returns their dotted names. A run
-    saved before a setting existed behaves as that setting's default (new settings keep old behaviour)."""
-    out = []
-    for key, value in defaults.items():
-        if key not in found:
-            found[key] = value
-            out.append(f"{prefix}{key}")
-        elif isinstance(value, dict) and isinstance(found[key], dict):
-            out += _fill_missing(value, found[key], f"{prefix}{key}.")
-    return out
-
-
 def _load_run(run: RunDir, data_dir: str | None) -> tuple[dict, dict, LoadedDataset, CRSModel]:
     """A finished run's metadata, config, data and model with its trained weights (eval mode)."""
-    from crsbench.config.loader import resolve_config
+    from crsbench.config.loader import fill_defaults, resolve_config
     from crsbench.trainer import checkpoint
     from crsbench.trainer.seeding import resolve_device, seed_everything
     meta = run.read_meta()
@@ -214,7 +206,7 @@ def _load_run(run: RunDir, data_dir: str | None) -> tuple[dict, dict, LoadedData
                           f"{meta.get('status', 'unknown')})",
                           hint=f"finish training first: crsbench run --resume {run.path}")
     config = run.read_config()
-    missing = _fill_missing(resolve_config(get_model(meta["model"]), get_dataset(meta["dataset"])), config, "")
+    missing = fill_defaults(resolve_config(get_model(meta["model"]), get_dataset(meta["dataset"])), config)
     if missing:
         logger.warning(f"{run.config_file} was saved by an older crsbench; today's defaults fill "
                        f"{', '.join(missing)}")

@@ -1,8 +1,7 @@
-"""Running a sweep's cells: one ordinary run per cell, in worker processes (local) or Ray tasks.
+"""Running a sweep's cells: one ordinary run per cell, as `crsbench run` processes (local) or Ray tasks.
 
-A worker creates (or resumes) the cell's run directory and trains and scores it exactly as
-`crsbench run` does, but leaves the results index alone: the driver is the only writer of
-`results.sqlite` (SQLite is never written from several machines). A Ray task also returns the run's
+Each cell trains and scores exactly as `crsbench run` does, but leaves the results index alone:
+the driver is the only writer of `results.sqlite` (SQLite is never written from several machines). A Ray task also returns the run's
 small files (run.json, config.yaml, metrics.json, outcomes), which the driver writes into its own
 runs root when the worker's files are not visible to it (no shared output directory).
 """
@@ -93,67 +92,112 @@ def run_task(task: Task, ship: bool = False) -> Outcome:
                    run.run_id() if run else None)
 
 
+@dataclass(eq=False)
+class _Child:
+    """A cell running as a `crsbench run` process."""
+
+    task: Task
+    process: object
+    run_dir: Path
+    started: float
+    slot: int | None
+
+
 class LocalExecutor:
-    """A pool of worker processes on this machine (spawned, so each has its own torch state). CPU
-    threads are divided between the workers; with GPUs, each run gets one device and a memory share,
-    `runs_per_gpu` runs sharing a device."""
+    """Cells as ordinary `crsbench run` processes on this machine, `workers` at a time. CPU threads
+    are divided between them (OMP_NUM_THREADS); with GPUs each run gets one device
+    (CUDA_VISIBLE_DEVICES) and a memory share, `runs_per_gpu` runs sharing a device. The driver
+    creates each new run's directory, so it knows where every cell writes even if it fails."""
 
     name = "local"
 
-    def __init__(self, workers: int = 1, runs_per_gpu: int = 1) -> None:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
+    def __init__(self, workers: int = 1, runs_per_gpu: int = 1, data_dir: str | None = None) -> None:
         self.workers = max(1, workers)
-        self.pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
         cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         self.threads = max(1, cpus // self.workers)
-        self.gpus = _gpu_count()
         self.runs_per_gpu = max(1, runs_per_gpu)
-        self.free_slots = [g for g in range(self.gpus) for _ in range(self.runs_per_gpu)]
-        self.slot_of: dict = {}
+        self.free_slots = [g for g in range(_gpu_count()) for _ in range(self.runs_per_gpu)]
+        self.data_dir = data_dir
 
     @property
     def capacity(self) -> int:
         return self.workers
 
-    def submit(self, task: Task):
-        task.threads = self.threads
-        slot = None
-        if self.free_slots:
-            slot = self.free_slots.pop(0)
-            task.device, task.memory_fraction = f"cuda:{slot}", 1.0 / self.runs_per_gpu
-        future = self.pool.submit(run_task, task)
-        self.slot_of[future] = slot
-        return future
+    def submit(self, task: Task) -> _Child:
+        import subprocess
+        import sys
 
-    def wait(self, futures: list, timeout: float) -> list:
-        from concurrent.futures import FIRST_COMPLETED, wait
-        done, _ = wait(futures, timeout=timeout, return_when=FIRST_COMPLETED)
-        return list(done)
-
-    def result(self, future) -> Outcome:
-        slot = self.slot_of.pop(future, None)
+        from crsbench.run_dir import RunDir
+        from crsbench.runner import create_run, prepare_config
+        if task.resume:
+            run = RunDir(Path(task.resume))
+            args = ["--resume", str(run.path)]
+        else:
+            config, _ = prepare_config(task.model, task.dataset, None, task.overrides, task.data_dir, task.seed,
+                                       task.protocol)
+            run = create_run(task.model, task.dataset, config, task.protocol)
+            args = ["--execute", str(run.path)]
+        env = {**os.environ, "OMP_NUM_THREADS": str(self.threads), "MKL_NUM_THREADS": str(self.threads),
+               "TQDM_DISABLE": "1"}
+        slot = self.free_slots.pop(0) if self.free_slots else None
         if slot is not None:
-            self.free_slots.append(slot)
-        try:
-            return future.result()
-        except BaseException as exc:          # the worker process itself died
-            return Outcome("?", "failed", error=f"worker died: {type(exc).__name__}: {exc}")
+            env["CUDA_VISIBLE_DEVICES"] = str(slot)
+            env["CRSBENCH_GPU_MEMORY_FRACTION"] = str(1.0 / self.runs_per_gpu)
+        output = open(run.path / "output.txt", "ab")
+        process = subprocess.Popen([sys.executable, "-m", "crsbench", "run", *args, "--no-index"], env=env,
+                                   stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                   start_new_session=True)      # a terminal's Ctrl-C reaches the driver only
+        output.close()
+        return _Child(task, process, run.path, time.perf_counter(), slot)
 
-    def stop(self, futures: list, timeout: float = 120.0) -> list[Outcome]:
-        """Ask the running workers to stop (SIGTERM: each run checkpoints and is marked interrupted)
-        and collect what they report."""
-        from concurrent.futures import wait
-        done, _ = wait(futures, timeout=5.0)          # a Ctrl-C in the terminal reached the workers too
-        if len(done) < len(futures):
-            for process in list(getattr(self.pool, "_processes", {}).values()):
-                if process.is_alive():
-                    process.terminate()                # SIGTERM
-            done, _ = wait(futures, timeout=timeout)
-        return [self.result(f) for f in done]
+    def wait(self, children: list, timeout: float) -> list:
+        deadline = time.perf_counter() + timeout
+        while True:
+            done = [c for c in children if c.process.poll() is not None]
+            if done or time.perf_counter() >= deadline:
+                return done
+            time.sleep(0.2)
+
+    def result(self, child: _Child) -> Outcome:
+        from crsbench.errors import CrsbenchError
+        from crsbench.run_dir import RunDir
+        if child.slot is not None:
+            self.free_slots.append(child.slot)
+        seconds = time.perf_counter() - child.started
+        if child.process.returncode == 0:
+            return Outcome(child.task.label, "finished", str(child.run_dir), seconds=seconds)
+        try:
+            meta = RunDir(child.run_dir).read_meta()
+        except CrsbenchError:
+            meta = {}
+        error = meta.get("error") or _last_line(child.run_dir / "output.txt") or f"exit {child.process.returncode}"
+        status = "interrupted" if meta.get("status") == "interrupted" else "failed"
+        return Outcome(child.task.label, status, str(child.run_dir), error, seconds)
+
+    def stop(self, children: list, timeout: float = 120.0) -> list[Outcome]:
+        """SIGTERM every running cell: each writes a checkpoint, marks itself interrupted and exits."""
+        import signal
+        for child in children:
+            if child.process.poll() is None:
+                child.process.send_signal(signal.SIGTERM)
+        for child in children:
+            try:
+                child.process.wait(timeout=timeout)
+            except Exception:
+                child.process.kill()
+                child.process.wait()
+        return [self.result(c) for c in children]
 
     def close(self) -> None:
-        self.pool.shutdown(wait=True, cancel_futures=True)
+        pass
+
+
+def _last_line(path: Path) -> str | None:
+    try:
+        lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return None
+    return lines[-1][-300:] if lines else None
 
 
 class RayExecutor:

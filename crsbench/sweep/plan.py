@@ -12,6 +12,7 @@ import copy
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from crsbench.config.loader import fill_defaults
 from crsbench.datasets.provenance import keyed_settings
 from crsbench.errors import CrsbenchError
 from crsbench.run_dir import FINISHED, INTERRUPTED, STALE, RunDir, shown_status
@@ -37,19 +38,11 @@ def _comparable(config: dict, defaults: dict | None = None) -> dict:
     """The config without its locations (and with today's defaults filling what an older run lacks)."""
     out = copy.deepcopy(config)
     if defaults is not None:
-        _fill(defaults, out)
+        fill_defaults(defaults, out)
     for section, key in _LOCATIONS:
         out.get(section, {}).pop(key, None)
     out.get("run", {}).pop("init_from", None)          # compared through the source cell instead
     return out
-
-
-def _fill(defaults: dict, found: dict) -> None:
-    for key, value in defaults.items():
-        if key not in found:
-            found[key] = copy.deepcopy(value)
-        elif isinstance(value, dict) and isinstance(found[key], dict):
-            _fill(value, found[key])
 
 
 class Planner:

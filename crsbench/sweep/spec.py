@@ -12,7 +12,7 @@ rows:
   - model: kgsf
     tag: -MIM                  # run.tag: its own row in `compare`
     set: {run.tasks: [rec], model.mim: false}
-  - name: kgsf-conv            # optional name (default: model + tag), what init_from refers to
+  - name: kgsf-conv            # optional name (default: model + tag, e.g. kgsf-MIM), what init_from names
     model: kgsf
     init_from: kgsf            # train on the finished run of row `kgsf`, same seed and dataset
     set: {run.tasks: [conv]}
@@ -127,7 +127,8 @@ def load_sweep(path: str | Path) -> Sweep:
         if not isinstance(entry.get("model"), str):
             raise ConfigError(f"{where}: 'model' is required", hint="e.g. model: kgsf (see `crsbench list`)")
         tag = str(entry.get("tag") or "")
-        row = Row(name=str(entry.get("name") or entry["model"] + tag), model=entry["model"], tag=tag,
+        default = entry["model"] + (tag if tag[:1] in ("", "-", "_") else f"-{tag}")
+        row = Row(name=str(entry.get("name") or default), model=entry["model"], tag=tag,
                   overrides=common + _overrides(where, entry.get("set")),
                   protocol=entry.get("protocol", data.get("protocol")), init_from=entry.get("init_from"),
                   datasets=_str_list(where, "datasets", entry.get("datasets", datasets)),
