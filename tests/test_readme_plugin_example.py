@@ -26,7 +26,7 @@ def test_readme_plugin_example_runs(tmp_path, monkeypatch, tiny_bundle):
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: my-crs\nVersion: 0.1\n")
     (dist / "entry_points.txt").write_text(f"[crsbench.models]\n{entry.group(1)} = {entry.group(2)}\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(registry, "_loaded", False)
+    monkeypatch.setattr(registry, "_loaded", set())
     try:
         cls = registry.get_model("entity_bag")
 

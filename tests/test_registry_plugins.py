@@ -33,8 +33,8 @@ def installed_plugin(tmp_path, monkeypatch):
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: my-crs-plugin\nVersion: 0.1\n")
     (dist / "entry_points.txt").write_text("[crsbench.models]\nexternal_first_item = my_crs_plugin\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(registry, "_loaded", False)
-    yield
+    monkeypatch.setattr(registry, "_loaded", set())
+    yield tmp_path
     registry._MODELS.pop("external_first_item", None)
     sys.modules.pop("my_crs_plugin", None)
 
@@ -72,3 +72,28 @@ def test_registering_two_models_under_one_name_is_an_error():
             registry.register_model("dup_test_name")(B)
     finally:
         registry._MODELS.pop("dup_test_name", None)
+
+
+def test_a_broken_plugin_is_named_and_the_others_load(installed_plugin, monkeypatch):
+    dist = installed_plugin / "broken_crs-0.2.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-crs\nVersion: 0.2\n")
+    (dist / "entry_points.txt").write_text("[crsbench.models]\nbroken_model = broken_crs_module_missing\n")
+    monkeypatch.setattr(registry, "_failed", {})
+    names = registry.list_models()
+    assert "external_first_item" in names and "kgsf" in names and "broken_model" not in names
+    (why,) = registry.broken_plugins()
+    assert "'broken_model' (broken_crs_module_missing, from broken-crs)" in why and "ModuleNotFoundError" in why
+    with pytest.raises(ConfigError) as err:
+        registry.get_model("broken_model")
+    assert "from broken-crs" in err.value.message
+
+
+def test_asking_for_a_dataset_imports_no_model_and_no_torch():
+    """A fresh interpreter: get_dataset loads the dataset kind only (crsbench compare needs no torch)."""
+    import subprocess
+    code = ("import sys; from crsbench.registry import get_dataset; get_dataset('redial'); "
+            "print(sorted(m for m in ('torch', 'crsbench.models', 'baselines') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

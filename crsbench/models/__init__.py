@@ -1,5 +1,5 @@
-"""Built-in models (KGSF) and the building blocks they share. Importing this registers them."""
-from crsbench.models import kgsf  # noqa: F401  (registers "kgsf")
+"""Built-in models (KGSF, registered through its `crsbench.models` entry point) and the building
+blocks every model shares."""
 from crsbench.models.base import CONV, REC, CRSModel, Stage
 
 __all__ = ["CRSModel", "Stage", "REC", "CONV"]
