@@ -21,7 +21,7 @@ from crsbench import register_model
 from crsbench.datasets.instances import RecInstance, Sample
 from crsbench.datasets.types import DatasetBundle
 from crsbench.models.base import CONV, REC, CRSModel, Stage
-from crsbench.models.conversation import (GenerationState, ResponseGenerator, collate_conversation,
+from crsbench.models.conversation import (CONVERSATION_CONFIG, GenerationState, ResponseGenerator, collate_conversation,
                                           mean_nll, packed_nll)
 from crsbench.models.graph import FeaturelessRGCN
 from crsbench.models.layers import AttentionPooling, pad_ids
@@ -32,7 +32,7 @@ class KBRD(CRSModel):
     """KBRD: R-GCN entity encoder + self-attentive user representation, Transformer with a
     user-dependent vocabulary bias."""
 
-    config_file = Path(__file__).with_name("kbrd.yaml")
+    config_file = (CONVERSATION_CONFIG, Path(__file__).with_name("kbrd.yaml"))
     tasks = (REC, CONV)
     knowledge_modules = ("entity_encoder",)
 

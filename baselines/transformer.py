@@ -11,7 +11,7 @@ from crsbench import register_model
 from crsbench.datasets.instances import Sample
 from crsbench.datasets.types import DatasetBundle
 from crsbench.models.base import CONV, CRSModel, Stage
-from crsbench.models.conversation import (GenerationState, ResponseGenerator, collate_conversation,
+from crsbench.models.conversation import (CONVERSATION_CONFIG, GenerationState, ResponseGenerator, collate_conversation,
                                           mean_nll, packed_nll)
 
 
@@ -19,7 +19,7 @@ from crsbench.models.conversation import (GenerationState, ResponseGenerator, co
 class Transformer(CRSModel):
     """Encoder-decoder Transformer (2 layers, 2 heads, 300-d, FFN 300, word2vec embeddings)."""
 
-    config_file = Path(__file__).with_name("transformer.yaml")
+    config_file = (CONVERSATION_CONFIG, Path(__file__).with_name("transformer.yaml"))
     tasks = (CONV,)
 
     def __init__(self, config: dict, data: DatasetBundle) -> None:

@@ -104,6 +104,16 @@ def small_redial(real_data_dir, tmp_path, sizes=(60, 15, 15)):
     return tmp_path / "data"
 
 
+def model_defaults(model_cls) -> dict:
+    """A model's resolved `model:` section (its YAML files, shared ones included), as a run gets it."""
+    import copy
+    from crsbench.config.loader import resolve_config
+
+    class NoDataset:
+        config_file = None
+    return copy.deepcopy(resolve_config(model_cls, NoDataset)["model"])
+
+
 def check_generation(model, batch, num_samples: int, max_length: int = 6) -> None:
     """Greedy and beam-3 decoding give one in-vocabulary response per sample, at most max_length
     long, and the gold responses' NLL is finite (shared by the conversation-model tests)."""

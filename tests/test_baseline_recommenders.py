@@ -1,8 +1,8 @@
 """The learned baseline recommenders (KBRD, TextCNN, ReDial) fit the tiny fixture's training targets."""
 import pytest
 import torch
-import yaml
 
+from conftest import model_defaults
 from crsbench.datasets.instances import build_instances
 from crsbench.registry import get_model
 
@@ -11,7 +11,7 @@ from crsbench.registry import get_model
 def test_learns_the_training_targets(name, tiny_bundle):
     torch.manual_seed(0)
     cls = get_model(name)
-    config = yaml.safe_load(cls.config_file.read_text())["model"]
+    config = model_defaults(cls)
     if "conv" in config:
         config["conv"]["dim"] = 8               # the fixture's word2vec size
     model = cls(config, tiny_bundle)
@@ -47,7 +47,7 @@ def test_textcnn_scores_a_context_the_same_alone_and_beside_a_longer_one(tiny_bu
     change speed, not results)."""
     torch.manual_seed(0)
     cls = get_model("textcnn")
-    model = cls(yaml.safe_load(cls.config_file.read_text())["model"], tiny_bundle).eval()
+    model = cls(model_defaults(cls), tiny_bundle).eval()
     with torch.no_grad():                   # a strongly positive bias: padding windows would win the max
         for conv in model.convs:
             conv.bias.fill_(5.0)

@@ -8,12 +8,13 @@ import sys
 
 import pytest
 import torch
-import yaml
 
-from conftest import small_redial
+from conftest import model_defaults, small_redial
 from crsbench.chat import MAX_LINE_CHARS, ChatSession, run_chat
 from crsbench.datasets.title_linker import TitleLinker
 from crsbench.models.kgsf import KGSF
+
+pytestmark = pytest.mark.slow
 
 TITLES = {0: "The Dark Knight (2008)", 1: "Up (2009)", 2: "Pulp Fiction (1994)", 3: "It (2017)"}
 
@@ -51,7 +52,7 @@ def _tiny_session(tiny_bundle):
     tiny_bundle.mention_items = {"@100": 0, "@101": 1}
     tiny_bundle.item_titles = {0: "The Dark Knight (2008)", 1: "Up (2009)", 2: "Movie 2", 3: "Movie 3",
                                4: "Movie 4", 5: "Movie 5"}
-    config = copy.deepcopy(yaml.safe_load(KGSF.config_file.read_text())["model"])
+    config = model_defaults(KGSF)
     config["conv"]["dim"] = 8
     torch.manual_seed(0)
     return ChatSession(KGSF(config, tiny_bundle).eval(), top_k=3, max_length=6)

@@ -5,15 +5,15 @@ import copy
 
 import pytest
 import torch
-import yaml
 
 from baselines.kbrd import KBRD
+from conftest import model_defaults
 from crsbench.datasets.instances import build_instances
 from crsbench.models.base import CONV
 from crsbench.models.conversation import generation_loss, sequence_nll
 from crsbench.registry import get_model
 
-DEFAULTS = yaml.safe_load(KBRD.config_file.read_text())["model"]
+DEFAULTS = model_defaults(KBRD)
 
 
 def _model(bundle):
@@ -71,7 +71,7 @@ def test_incremental_decoding_matches_teacher_forcing_and_generates(tiny_bundle)
 def test_loss_on_gold_positions_equals_the_loss_over_the_full_distribution(tiny_bundle, name):
     """conv_loss scores only unpadded positions (packed_nll) and equals Eq. 19 over [B, T, V]."""
     cls = get_model(name)
-    config = copy.deepcopy(yaml.safe_load(cls.config_file.read_text())["model"])
+    config = model_defaults(cls)
     config["conv"]["dim"] = 8
     torch.manual_seed(0)
     model = cls(config, tiny_bundle).eval()

@@ -5,15 +5,14 @@ import copy
 
 import pytest
 import torch
-import yaml
 
-from conftest import check_generation
+from conftest import check_generation, model_defaults
 from crsbench.datasets.instances import build_instances
 from crsbench.models.base import CONV
 from crsbench.models.conversation import generation_loss, sequence_nll
 from crsbench.models.kgsf import KGSF
 
-DEFAULTS = yaml.safe_load(KGSF.config_file.read_text())["model"]
+DEFAULTS = model_defaults(KGSF)
 
 
 def _model(bundle, **changes):

@@ -3,13 +3,13 @@ import copy
 
 import pytest
 import torch
-import yaml
 
+from conftest import model_defaults
 from crsbench.datasets.instances import build_instances
 from crsbench.models.kgsf import KGSF
 from crsbench.models.layers import AttentionPooling
 
-DEFAULTS = yaml.safe_load(KGSF.config_file.read_text())["model"]
+DEFAULTS = model_defaults(KGSF)
 DEFAULTS["conv"]["dim"] = 8          # the fixture's word2vec size
 
 

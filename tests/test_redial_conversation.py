@@ -6,15 +6,14 @@ import dataclasses
 
 import pytest
 import torch
-import yaml
 
-from conftest import check_generation
+from conftest import check_generation, model_defaults
 from crsbench.datasets.instances import build_instances
 from crsbench.models.base import CONV
 from crsbench.registry import get_model
 
 ReDial = get_model("redial")
-DEFAULTS = yaml.safe_load(ReDial.config_file.read_text())["model"]
+DEFAULTS = model_defaults(ReDial)
 
 
 @pytest.fixture

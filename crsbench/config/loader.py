@@ -67,6 +67,14 @@ def _suggest(key: str, valid: list[str]) -> str:
     return f"did you mean '{close[0]}'?" if close else f"valid keys here: {', '.join(sorted(valid)) or '(none)'}"
 
 
+def _deep_update(base: dict, layer: dict) -> None:
+    for key, value in layer.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _deep_update(base[key], value)
+        else:
+            base[key] = copy.deepcopy(value)
+
+
 Sources = dict[str, tuple[int, str]]       # dotted key -> (layer rank, layer label)
 
 
@@ -156,25 +164,29 @@ def resolve_with_sources(model_cls: type, dataset_cls: type, user_file: str | Pa
     config = read_yaml(DEFAULTS_FILE)
     sources: Sources = {}
     _mark(sources, config, "", 0, "defaults")
-    model_file = getattr(model_cls, "config_file", None)
-    if model_file is not None:
-        model_layer = read_yaml(model_file)
-        label = f"model ({Path(model_file).name})"
-        # the model's YAML declares the keys of the open sections, then may set any existing key
-        for section in _OPEN_SECTIONS:
-            declared = model_layer.pop(section, None) or {}
+    model_files = getattr(model_cls, "config_file", None)
+    if isinstance(model_files, (str, Path)):
+        model_files = [model_files]
+    model_layers = [(Path(f), read_yaml(f)) for f in model_files or ()]
+    # the model's YAML files (shared ones first) declare the keys of the open sections ...
+    for section in _OPEN_SECTIONS:
+        config[section] = {}
+        for path, layer in model_layers:
+            declared = layer.pop(section, None) or {}
             if not isinstance(declared, dict):
-                raise ConfigError(f"{model_file}: '{section}' must be a mapping", hint="fix the model's YAML")
-            config[section] = copy.deepcopy(declared)
-            _mark(sources, config[section], f"{section}.", 1, label)
-        for name, entry in config["stages"].items():
-            for key in entry or {}:
-                if key not in config["train"]:
-                    raise ConfigError(f"{model_file}: unknown key 'stages.{name}.{key}'",
-                                      hint=_suggest(key, list(config["train"])))
-            config["stages"][name] = entry or {}
-        _merge(config, model_layer, str(model_file), stage_keys=config["train"], sources=sources, rank=1,
-               label=label)
+                raise ConfigError(f"{path}: '{section}' must be a mapping", hint="fix the model's YAML")
+            _deep_update(config[section], declared)
+            _mark(sources, declared, f"{section}.", 1, f"model ({path.name})")
+    for name, entry in config["stages"].items():
+        for key in entry or {}:
+            if key not in config["train"]:
+                raise ConfigError(f"{model_layers[-1][0]}: unknown key 'stages.{name}.{key}'",
+                                  hint=_suggest(key, list(config["train"])))
+        config["stages"][name] = entry or {}
+    # ... then may set any existing key
+    for path, layer in model_layers:
+        _merge(config, layer, str(path), stage_keys=config["train"], sources=sources, rank=1,
+               label=f"model ({path.name})")
     layers: list[tuple[str, Path]] = []
     dataset_file = getattr(dataset_cls, "config_file", None)
     if dataset_file is not None:
@@ -319,6 +331,22 @@ def check_ranges(config: dict, splits: Sequence[str], sources: dict[str, str] | 
 def stage_settings(config: dict, stage: str) -> dict:
     """The training settings of one stage: `train:` overridden by `stages.<stage>`."""
     return {**config["train"], **(config["stages"].get(stage) or {})}
+
+
+def fill_defaults(defaults: dict, found: dict, prefix: str = "") -> list[str]:
+    """Copy into `found` (a saved config) the settings of `defaults` it lacks; returns their dotted
+    names. A run saved before a setting existed behaves as that setting's default. `stages` entries
+    are not filled: they are sparse on purpose (a higher layer's train.* replaced them)."""
+    out = []
+    for key, value in defaults.items():
+        if not prefix and key == "stages":
+            continue
+        if key not in found:
+            found[key] = copy.deepcopy(value)
+            out.append(f"{prefix}{key}")
+        elif isinstance(value, dict) and isinstance(found[key], dict):
+            out += fill_defaults(value, found[key], f"{prefix}{key}.")
+    return out
 
 
 def save_config(config: dict, path: str | Path) -> None:

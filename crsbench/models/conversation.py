@@ -9,6 +9,7 @@ vocabulary bias) on top.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
@@ -23,6 +24,9 @@ from crsbench.models.transformer import (DecoderCache, Memory, TokenEmbedding, T
                                          TransformerEncoder)
 
 PAD_ID, START_ID, END_ID = 0, 1, 2          # Vocabulary.SPECIALS order
+
+#: The conversation settings these models share: listed first in their `config_file`.
+CONVERSATION_CONFIG = Path(__file__).with_name("conversation.yaml")
 
 
 def context_tokens(sample: Sample) -> list[str]:

@@ -43,12 +43,3 @@ def pad_ids(sequences: list[list[int]], pad: int = 0, max_len: int | None = None
             ids[row, :len(seq)] = torch.tensor(seq, dtype=torch.long)
             mask[row, :len(seq)] = True
     return ids, mask
-
-
-def multi_hot(sets: list[list[int]], size: int) -> torch.Tensor:
-    """A float [B, size] matrix with 1 at every listed index of each row."""
-    out = torch.zeros(len(sets), size)
-    for row, ids in enumerate(sets):
-        if ids:
-            out[row, torch.tensor(ids, dtype=torch.long)] = 1.0
-    return out

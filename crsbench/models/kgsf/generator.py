@@ -13,7 +13,7 @@ cites (Gu et al. 2016), so Pr_1 + Pr_2 is a distribution and the loss (Eq. 19) t
 
 `faithful_original: true` reproduces the original release instead: decoding adds the copy logits
 to the generative logits, but the loss sees only the generative logits (the copy branch never
-trains) and counts padding positions as targets (crs-reference.md §2).
+trains) and counts padding positions as targets (the release's model.py, RUCAIBox/KGSF).
 """
 from __future__ import annotations
 

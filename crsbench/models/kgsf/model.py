@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from crsbench.datasets.instances import RecInstance, Sample
 from crsbench.datasets.types import DatasetBundle
 from crsbench.models.base import CONV, REC, CRSModel, Stage
-from crsbench.models.conversation import GenerationState, collate_conversation, mean_nll, packed_nll
+from crsbench.models.conversation import CONVERSATION_CONFIG, GenerationState, collate_conversation, mean_nll, packed_nll
 from crsbench.models.kgsf.generator import KGEnhancedGenerator
 from crsbench.models.kgsf.knowledge import EntityKGEncoder, WordKGEncoder
 from crsbench.models.kgsf.mim import MutualInformationMaximization
@@ -30,7 +30,7 @@ from crsbench.registry import register_model
 class KGSF(CRSModel):
     """KGSF: word-KG (ConceptNet GCN) + entity-KG (DBpedia R-GCN) fused by MIM, gated user model."""
 
-    config_file = Path(__file__).with_name("kgsf.yaml")
+    config_file = (CONVERSATION_CONFIG, Path(__file__).with_name("kgsf.yaml"))
     tasks = (REC, CONV)
     knowledge_modules = ("word_kg_encoder", "entity_kg_encoder")
 

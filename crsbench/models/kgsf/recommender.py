@@ -16,12 +16,11 @@ class KGRecommender(nn.Module):
     original code (`item_bias`).
     """
 
-    def __init__(self, dim: int, num_items: int, item_bias: bool, use_words: bool = True) -> None:
+    def __init__(self, dim: int, num_items: int, item_bias: bool) -> None:
         super().__init__()
         self.word_pooling = AttentionPooling(dim)
         self.entity_pooling = AttentionPooling(dim)
         self.gate = nn.Linear(2 * dim, 1)                       # W_gate
-        self.use_words = use_words
         self.item_bias = nn.Parameter(torch.zeros(num_items)) if item_bias else None
 
     def user_representation(self, word_reps: torch.Tensor, entity_reps: torch.Tensor,
@@ -29,8 +28,6 @@ class KGRecommender(nn.Module):
                             entities_mask: torch.Tensor) -> torch.Tensor:
         """p_u [B, D] (Eq. 7)."""
         n_c = self.entity_pooling(entity_reps[entities], entities_mask)
-        if not self.use_words:
-            return n_c
         v_c = self.word_pooling(word_reps[words], words_mask)
         beta = torch.sigmoid(self.gate(torch.cat([v_c, n_c], dim=-1)))
         return beta * v_c + (1 - beta) * n_c
