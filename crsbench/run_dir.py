@@ -79,6 +79,11 @@ class RunDir:
     def tensorboard(self) -> Path:
         return self.path / "tensorboard"
 
+    @property
+    def history(self) -> Path:
+        """One JSON line per training epoch: stage, epoch, train loss, validation and curve metrics."""
+        return self.path / "history.jsonl"
+
     def predictions(self, split: str) -> Path:
         """Per-instance predictions for people (JSON lines; `evaluate --dump`)."""
         return self.path / f"predictions_{split}.jsonl"

@@ -14,6 +14,8 @@ from crsbench.datasets.jsonl import read_jsonl
 from crsbench.datasets.redial import read_release_pickles
 from crsbench.errors import DataError
 
+pytestmark = pytest.mark.slow
+
 
 def cli(*args, env, stdin=None):
     return subprocess.run([sys.executable, "-m", "crsbench", *args], capture_output=True, text=True, env=env,

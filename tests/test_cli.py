@@ -9,6 +9,8 @@ import sys
 import pytest
 import yaml
 
+pytestmark = pytest.mark.slow
+
 
 def crsbench(*args, env, check=True):
     proc = subprocess.run([sys.executable, "-m", "crsbench", *args], capture_output=True, text=True,

@@ -60,8 +60,32 @@ def test_present_files_need_no_network(tmp_path):
     ensure_files(tmp_path, (ReleaseFile("a.txt", "https://x", "0" * 40),), fetch=no_call)
 
 
-def test_real_offline_path_fails_fast_with_a_clear_message(tmp_path):
-    # no network here: the real opener must fail, and the message must say where to put files
+@pytest.fixture
+def local_server(real_data_dir):
+    """A real HTTP server on localhost serving the shared ReDial directory: the downloader's own
+    transport (urllib) is exercised with real bytes, whatever network the machine has."""
+    import functools
+    import http.server
+    import threading
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(real_data_dir / "redial"))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+
+
+def test_real_transport_downloads_verifies_and_reports_failures(local_server, tmp_path):
+    stopwords = next(f for f in KGSF_REDIAL_FILES if f.path == "stopwords.txt")
+    served = ReleaseFile("stopwords.txt", local_server + "stopwords.txt", stopwords.blob_id)
+    ensure_files(tmp_path, (served,), timeout=10)
+    verify_file(tmp_path / "stopwords.txt", stopwords.blob_id)
+    missing = ReleaseFile("nothing.txt", local_server + "nothing.txt", "0" * 40)
     with pytest.raises(DataError) as err:
-        ensure_files(tmp_path, KGSF_REDIAL_FILES[:1], timeout=3)
-    assert str(tmp_path) in str(err.value)
+        ensure_files(tmp_path / "b", (missing,), timeout=10)
+    assert "nothing.txt (download failed" in str(err.value) and str(tmp_path / "b") in str(err.value)
+    # a refused connection (nothing listens on port 9 of localhost) fails fast with the same message
+    closed = ReleaseFile("x.txt", "http://127.0.0.1:9/x.txt", "0" * 40)
+    with pytest.raises(DataError, match="x.txt .download failed"):
+        ensure_files(tmp_path / "c", (closed,), timeout=5)

@@ -10,6 +10,8 @@ from conftest import small_redial
 from crsbench.errors import ConfigError
 from crsbench.runner import evaluate_run, run_experiment
 
+pytestmark = pytest.mark.slow
+
 SMALL = ["model.dim=16", "train.batch_size=8", "stages.pretrain.epochs=1", "stages.rec.epochs=1",
          "stages.conv.epochs=1", "stages.conv.batch_size=16", "model.conv.layers=1", "eval.max_length=6"]
 

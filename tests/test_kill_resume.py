@@ -1,8 +1,8 @@
-"""Kill a KGSF run in the middle of an epoch, resume it, and get exactly the uninterrupted result.
+"""Stop a KGSF run in the middle of an epoch, twice, resume it, and get exactly the uninterrupted result.
 
-SIGKILL: the process dies at once; the run is shown as stale, and resumes from the last checkpoint,
-written within the epoch (train.checkpoint_minutes). SIGTERM: the run writes a checkpoint after the
-current step, says `interrupted` in run.json, exits with 128+15, and resumes from that step.
+SIGTERM: the run writes a checkpoint after the current step, says `interrupted` in run.json, exits
+with 128+15, and resumes from that step. SIGKILL: the process dies at once; the run is shown as
+stale, and resumes from the last checkpoint, written within the epoch (train.checkpoint_minutes).
 Small scale: a ReDial-format data directory holding the first conversations of each real split and
 the real DBpedia/ConceptNet files; a narrow KGSF so an epoch takes a few seconds.
 """
@@ -18,6 +18,8 @@ import torch
 
 from conftest import small_redial
 from crsbench.trainer import checkpoint
+
+pytestmark = pytest.mark.slow
 
 SETTINGS = ["model.dim=16", "train.batch_size=4", "stages.pretrain.epochs=1", "stages.rec.epochs=3",
             "stages.rec.early_stop_metric=recall@1+recall@50", "stages.rec.early_stop_patience=5",
@@ -35,25 +37,9 @@ def _run_dir(out):
     return run
 
 
-@pytest.fixture(scope="module")
-def setup(real_data_dir, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("kill")
-    data = small_redial(real_data_dir, tmp)
-    env = {**os.environ, "CRSBENCH_CACHE": str(tmp / "cache")}
-    common = ["run", "--model", "kgsf", "--dataset", "redial", "--data-dir", str(data), "--seed", "7"]
-    common += [a for s in SETTINGS for a in ("--set", s)]
-    straight_out = tmp / "straight"
-    proc = _start(common + ["--set", f"run.output_dir={straight_out}"], env)
-    log, _ = proc.communicate(timeout=600)
-    assert proc.returncode == 0, log
-    # the interrupted runs also checkpoint every 0.6 s within an epoch (checkpoints draw no random
-    # numbers, so the straight run, which writes none, is the reference)
-    return tmp, env, common + ["--set", "train.checkpoint_minutes=0.01"], _run_dir(straight_out)
-
-
-def _kill_mid_epoch(proc, out, sig):
-    """Send `sig` once a checkpoint inside rec epoch 2 exists (run.json's heartbeat follows every
-    checkpoint, and is cheap to poll); returns the run dir."""
+def _signal_in_rec_epoch(proc, out, sig, epochs_done):
+    """Send `sig` once a checkpoint exists inside the recommendation epoch after `epochs_done`
+    finished ones (run.json's heartbeat follows every checkpoint and is cheap to poll)."""
     deadline = time.time() + 600
     while time.time() < deadline and proc.poll() is None:
         for meta_file in out.glob("redial/kgsf/*/run.json"):
@@ -61,19 +47,11 @@ def _kill_mid_epoch(proc, out, sig):
                 progress = json.loads(meta_file.read_text()).get("progress") or {}
             except ValueError:
                 continue
-            if progress.get("stage") == "rec" and progress.get("epoch") == 1 and progress.get("batch"):
+            if progress.get("stage") == "rec" and progress.get("epoch") == epochs_done and progress.get("batch"):
                 proc.send_signal(sig)
                 return meta_file.parent
         time.sleep(0.05)
     raise AssertionError("the run ended before it could be signalled")
-
-
-def _same_as_straight(run, straight):
-    assert json.loads((run / "metrics.json").read_text())["metrics"] == \
-        json.loads((straight / "metrics.json").read_text())["metrics"]
-    a = torch.load(straight / "model.pt", weights_only=True)
-    b = torch.load(run / "model.pt", weights_only=True)
-    assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def _listing(env, out):
@@ -83,43 +61,49 @@ def _listing(env, out):
     return proc.stdout
 
 
-def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(setup):
-    tmp, env, common, straight = setup
-    out = tmp / "killed"
-    proc = _start(common + ["--set", f"run.output_dir={out}"], env)
-    run = _kill_mid_epoch(proc, out, signal.SIGKILL)
+def test_sigterm_then_sigkill_mid_epoch_then_resume_matches_uninterrupted(real_data_dir, tmp_path):
+    """One run, stopped twice inside recommendation epochs and resumed twice, ends as a straight run."""
+    data = small_redial(real_data_dir, tmp_path)
+    env = {**os.environ, "CRSBENCH_CACHE": str(tmp_path / "cache")}
+    common = ["run", "--model", "kgsf", "--dataset", "redial", "--data-dir", str(data), "--seed", "7"]
+    common += [a for s in SETTINGS for a in ("--set", s)]
+    straight_out = tmp_path / "straight"
+    proc = _start(common + ["--set", f"run.output_dir={straight_out}"], env)
+    log, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, log
+    straight = _run_dir(straight_out)
+
+    # the interrupted run also checkpoints every 0.6 s within an epoch (checkpoints draw no random
+    # numbers, so the straight run, which writes none, is the reference)
+    out = tmp_path / "interrupted"
+    proc = _start(common + ["--set", f"run.output_dir={out}", "--set", "train.checkpoint_minutes=0.01"], env)
+    run = _signal_in_rec_epoch(proc, out, signal.SIGTERM, epochs_done=1)
+    log, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, log
+    assert "--resume" in log and "Traceback" not in log
+    assert json.loads((run / "run.json").read_text())["status"] == "interrupted"
+    assert checkpoint.load(run / "checkpoints" / "last.pt")["progress"]["in_epoch"]["epoch"] == 1
+    assert " interrupted " in _listing(env, out)
+
+    proc = _start(["run", "--resume", str(run)], env)
+    _signal_in_rec_epoch(proc, out, signal.SIGKILL, epochs_done=2)
     proc.wait(timeout=60)
     assert proc.returncode == -signal.SIGKILL
     assert not (run / "metrics.json").exists()
     assert json.loads((run / "run.json").read_text())["status"] == "running"
     listing = _listing(env, out)
-    assert " stale " in listing and "stage 2/2 rec, 1/3 epochs done" in listing   # the process is gone
+    assert " stale " in listing and "stage 2/2 rec, 2/3 epochs done" in listing   # the process is gone
 
     proc = _start(["run", "--resume", str(run)], env)
     log, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, log
-    assert "resuming in epoch 2 after" in log
-    _same_as_straight(run, straight)
+    assert "resuming in epoch 3 after" in log
+    assert json.loads((run / "metrics.json").read_text())["metrics"] == \
+        json.loads((straight / "metrics.json").read_text())["metrics"]
+    a = torch.load(straight / "model.pt", weights_only=True)
+    b = torch.load(run / "model.pt", weights_only=True)
+    assert all(torch.equal(a[k], b[k]) for k in a)
     assert " finished " in _listing(env, out)
-
-
-def test_sigterm_checkpoints_marks_interrupted_and_resumes(setup):
-    tmp, env, common, straight = setup
-    out = tmp / "terminated"
-    proc = _start(common + ["--set", f"run.output_dir={out}"], env)
-    run = _kill_mid_epoch(proc, out, signal.SIGTERM)
-    log, _ = proc.communicate(timeout=120)
-    assert proc.returncode == 128 + signal.SIGTERM, log
-    assert "--resume" in log and "Traceback" not in log
-    meta = json.loads((run / "run.json").read_text())
-    assert meta["status"] == "interrupted"
-    state = checkpoint.load(run / "checkpoints" / "last.pt")
-    assert state["progress"]["in_epoch"]["epoch"] == 1
-    assert " interrupted " in _listing(env, out)
-    proc = _start(["run", "--resume", str(run)], env)
-    log, _ = proc.communicate(timeout=600)
-    assert proc.returncode == 0, log
-    _same_as_straight(run, straight)
     # every run file is created with the user's umask, not mkstemp's 0600
     mask = os.umask(0o022)
     os.umask(mask)

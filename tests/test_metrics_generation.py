@@ -115,3 +115,13 @@ def test_item_mention_profile_by_hand():
     assert p["repeated"] == 1 / 5                         # the second 5
     assert p["gold"] == 2 / 5 and p["context"] == 3 / 5 and p["top10"] == 2 / 5
     assert item_mention_profile([])["item_ratio"] == 0.0
+
+
+def test_item_share_and_distinct_count_a_repeated_movie_once():
+    from crsbench.datasets.text import is_mention
+    from crsbench.metrics.generation import generation_metrics, item_ratio, item_spread
+    responses = [["try", "@1", "@1", "__end__", "@2"], ["no", "movie"], ["@3", "or", "@4"], []]
+    assert item_ratio(responses, is_mention) == pytest.approx(4 / 4)      # @1 twice, @3, @4
+    assert item_spread(responses, is_mention) == (pytest.approx(2 / 4), pytest.approx(3 / 4))
+    metrics = generation_metrics(responses, [["x"]] * 4, is_mention)
+    assert (metrics["item_share"], metrics["item_distinct"]) == (pytest.approx(0.5), pytest.approx(0.75))

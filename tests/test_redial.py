@@ -106,3 +106,48 @@ def test_real_redial(redial):
     for conv in bundle.splits["train"]:
         assert all(a.role != b.role for a, b in zip(conv.turns, conv.turns[1:]))
     assert sum(len(t.entities) > 0 for c in bundle.splits["test"] for t in c.turns) > 1000
+
+
+def test_release_instance_set_against_an_independent_count(real_data_dir, real_cache_dir):
+    """data.release_instances: the candidate movies without a DBpedia URI are no targets and no
+    context entities (the release's loader skips them), but stay candidates. Counted here again
+    from the raw test file, written independently of crsbench's loader."""
+    import re
+    from crsbench.config.loader import resolve_config
+    from crsbench.datasets.loader import load_dataset
+    from crsbench.datasets.safe_pickle import load_pickle
+    from crsbench.registry import get_dataset
+    root = real_data_dir / "redial"
+    id2entity, entity2id = load_pickle(root / "id2entity.pkl"), load_pickle(root / "entity2entityId.pkl")
+    candidates = set(load_pickle(root / "movie_ids.pkl"))
+    expected = cold = 0
+    for line in (root / "test_data.jsonl").read_text(encoding="utf-8").splitlines():
+        conv = json.loads(line)
+        turns = []
+        for message in conv["messages"]:
+            if turns and turns[-1][0] == message["senderWorkerId"]:
+                turns[-1][1] += " " + message["text"]
+            else:
+                turns.append([message["senderWorkerId"], message["text"]])
+        context_has_item = False
+        for t, (sender, text) in enumerate(turns):
+            items = []
+            for movie in re.findall(r"@\s*(\d+)", text):
+                uri = id2entity.get(int(movie)) if movie in conv["movieMentions"] else None
+                entity = entity2id.get(uri) if uri is not None else None
+                if entity in candidates and entity not in items:
+                    items.append(entity)
+            if t > 0 and sender == conv["respondentWorkerId"]:
+                expected += len(items)
+                cold += 0 if context_has_item else len(items)
+            context_has_item = context_has_item or bool(items)
+    class NoModel:
+        config_file = None
+    config = resolve_config(NoModel, get_dataset("redial"), None,
+                            [f"data.cache_dir={real_cache_dir}", "data.release_instances=true"])
+    data = load_dataset("redial", config["data"], real_data_dir)
+    test = data.instances["test"]
+    assert (len(test.rec), len(test.views["cold_start"])) == (expected, cold)
+    assert data.bundle.num_items == 6924                         # the movies without a URI stay candidates
+    assert 3900 < expected < 4000 and expected < 4897            # crsbench's own set has 4,897
+    assert data.bundle.stats["test_release_dropped_mentions"] > 900

@@ -43,7 +43,8 @@ def test_welch_by_hand():
     assert t == pytest.approx(-2.2514, abs=1e-4) and df == pytest.approx(5.521, abs=1e-3)
     assert sig.welch_test(a, b) == pytest.approx(2 * student.sf(abs(t), df))
     assert math.isnan(sig.welch_test([1.0], [1.0, 2.0]))
-    assert sig.welch_test([1.0, 1.0], [1.0, 1.0]) == 1.0
+    assert math.isnan(sig.welch_test([1.0, 1.0], [2.0, 2.0]))      # no seed variance on either side
+    assert sig.welch_test([1.0, 1.0, 1.0], [2.0, 2.1, 1.9]) < 0.05      # one deterministic side: testable
 
 
 def test_corpus_statistics_randomisation_and_interval():

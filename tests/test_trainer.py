@@ -209,3 +209,25 @@ def test_length_buckets_cover_every_instance_once_with_little_padding():
     # batches are not served shortest-first
     firsts = [max(lengths[i] for i in b) for b in bucketed[:10]]
     assert firsts != sorted(firsts)
+
+
+def test_generation_curve_per_conversation_epoch(tiny_bundle, tmp_path):
+    """eval.generation_every_epoch decodes a fixed validation subset after each conversation epoch:
+    Dist-n, Item Ratio and perplexity per epoch in history.jsonl and TensorBoard (never selection)."""
+    import json
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    config = _config("stages.conv.epochs=2", "eval.generation_every_epoch=5")
+    _, summary = _train(tiny_bundle, tmp_path, config)
+    lines = [json.loads(l) for l in (tmp_path / "history.jsonl").read_text().splitlines()]
+    assert [(l["stage"], l["epoch"]) for l in lines] == [("pretrain", 1), ("pretrain", 2), ("rec", 1), ("rec", 2),
+                                                       ("rec", 3), ("conv", 1), ("conv", 2)]
+    conv = [l for l in lines if l["stage"] == "conv"]
+    assert all({"gen/dist@2", "gen/item_ratio", "gen/bleu@2", "gen/ppl"} <= set(l["generation"]) for l in conv)
+    assert not any("generation" in l for l in lines if l["stage"] != "conv")
+    assert summary["stages"][2]["history"][1]["generation"] == conv[1]["generation"]
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    assert len(events.Scalars("conv/generation/gen/dist@2")) == 2
+    off = _config("stages.conv.epochs=1", "eval.generation_every_epoch=0")
+    _train(tiny_bundle, tmp_path / "off", off)
+    assert not any("generation" in json.loads(l) for l in (tmp_path / "off" / "history.jsonl").read_text().splitlines())

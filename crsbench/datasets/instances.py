@@ -60,11 +60,23 @@ class SplitInstances:
         """The first `max_samples` samples and their recommendation instances (all when None)."""
         if max_samples is None or max_samples >= len(self.samples):
             return self
-        kept = {s.sample_id for s in self.samples[:max_samples]}
+        return self.subset(self.samples[:max_samples])
+
+    def subset(self, samples: list[Sample]) -> "SplitInstances":
+        """These samples (in the given order) and their recommendation instances and views."""
+        kept = {s.sample_id for s in samples}
         rows = [i for i, r in enumerate(self.rec) if r.sample.sample_id in kept]
         new_index = {old: new for new, old in enumerate(rows)}
         views = {v: [new_index[i] for i in idx if i in new_index] for v, idx in self.views.items()}
-        return SplitInstances(self.split, self.samples[:max_samples], [self.rec[i] for i in rows], views)
+        return SplitInstances(self.split, list(samples), [self.rec[i] for i in rows], views)
+
+    def sample(self, n: int, seed: int = 0) -> "SplitInstances":
+        """A fixed random subset of `n` samples (same seed, same subset), in split order."""
+        if n >= len(self.samples):
+            return self
+        import random
+        chosen = sorted(random.Random(seed).sample(range(len(self.samples)), n))
+        return self.subset([self.samples[i] for i in chosen])
 
     def counts(self) -> dict[str, int]:
         out = {"samples": len(self.samples)}

@@ -39,6 +39,9 @@ METRICS: tuple[Metric, ...] = (
            "corpus"),
     Metric("item_ratio", "movie mentions (@<movieId> tokens) in generated responses / number of responses "
            "(NTRD)", True, GEN, "instance"),
+    Metric("item_share", "share of generated responses that mention at least one movie", True, GEN, "instance"),
+    Metric("item_distinct", "different movies mentioned per generated response (repeats count once)", True, GEN,
+           "instance"),
     Metric("bleu@n", "mean sentence-level cumulative BLEU-n against the gold response (nltk smoothing 1), "
            "n = 1..4", True, GEN, "instance"),
     Metric("ppl", "exp(summed NLL of the gold response tokens / their number); lower is better", False, GEN,

@@ -2,6 +2,8 @@
 
 dist@n (KGSF's definition): number of distinct n-grams over all responses / number of responses.
 dist_ratio@n: number of distinct n-grams / total number of n-grams (the other common definition).
+item_share: share of responses with at least one movie mention; item_distinct: mean number of
+    different movies mentioned per response (Item Ratio's companions: repeats count once).
 item_ratio: movie mentions (item tokens such as "@84001") in the generated responses / number of
     responses — the definition of the NTRD code; KGSF gives no formula.
 bleu@n: CUMULATIVE sentence BLEU-n (geometric mean of the 1..n-gram precisions, uniform weights
@@ -68,6 +70,15 @@ def sentence_bleus(responses: Sequence[Sequence[str]], references: Sequence[Sequ
     return out
 
 
+def item_spread(responses: Sequence[Sequence[str]], is_item: Callable[[str], bool]) -> tuple[float, float]:
+    """(item_share, item_distinct): the share of responses that mention a movie, and the mean number
+    of different movies a response mentions. Item Ratio counts mentions, so a response that repeats
+    one movie ("Click (2006) Click (2006)") scores 2 there and 1 here."""
+    sets = [{t for t in cut_response(r) if is_item(t)} for r in responses]
+    n = max(len(responses), 1)
+    return sum(1 for s in sets if s) / n, sum(len(s) for s in sets) / n
+
+
 def bleu(responses: Sequence[Sequence[str]], references: Sequence[Sequence[str]], n: int) -> float:
     """Mean cumulative sentence BLEU-n (smoothing method 1); an empty response scores 0."""
     return sum(sentence_bleus(responses, references, n)) / max(len(responses), 1)
@@ -101,6 +112,7 @@ def generation_metrics(responses: Sequence[Sequence[str]], references: Sequence[
     for n in (2, 3, 4):
         out[f"dist@{n}"], out[f"dist_ratio@{n}"] = distinct(responses, n)
     out["item_ratio"] = item_ratio(responses, is_item)
+    out["item_share"], out["item_distinct"] = item_spread(responses, is_item)
     for n in (1, 2, 3, 4):
         scores = sentence_bleus(responses, references, n)
         out[f"bleu@{n}"] = sum(scores) / max(len(responses), 1)

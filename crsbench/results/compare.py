@@ -23,7 +23,7 @@ from crsbench.results.store import ResultStore
 GEN_VIEW = "gen"
 VIEW_ORDER = (*VIEWS, GEN_VIEW)
 DEFAULT_REC = ("recall@1", "recall@10", "recall@50")
-DEFAULT_GEN = ("dist@2", "dist@3", "dist@4", "item_ratio", "bleu@2", "ppl")
+DEFAULT_GEN = ("dist@2", "dist@3", "dist@4", "item_ratio", "item_share", "item_distinct", "bleu@2", "ppl")
 ALPHA = 0.05
 PAIRED_MARK, WELCH_MARK = "*", "†"
 

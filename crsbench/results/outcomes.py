@@ -17,6 +17,7 @@ from typing import Sequence
 import numpy as np
 
 from crsbench.atomic import atomic_write_bytes
+from crsbench.datasets.text import is_mention
 from crsbench.errors import DataError
 
 
@@ -30,7 +31,8 @@ class RecOutcomes:
 @dataclass
 class GenOutcomes:
     keys: np.ndarray                       # str [n]
-    scores: dict[str, np.ndarray]          # "bleu@1".."bleu@4", "items", "nll", "tokens" -> float64 [n]
+    scores: dict[str, np.ndarray]          # "bleu@1".."bleu@4", "items", "item_share", "item_distinct",
+                                           # "nll", "tokens" -> float64 [n]
     responses: list[list[str]]             # cut response tokens
 
 
@@ -60,9 +62,13 @@ def from_records(rec_records: Sequence[dict], gen_records: Sequence[dict], views
     if gen_records:
         names = [k for k in ("bleu@1", "bleu@2", "bleu@3", "bleu@4", "nll", "tokens") if k in gen_records[0]]
         scores = {k: np.array([r[k] for r in gen_records], dtype=np.float64) for k in names}
-        scores["items"] = np.array([len(r["generated_items"]) for r in gen_records], dtype=np.float64)
+        responses = [r["generated_tokens"].split() for r in gen_records]
+        mentions = [[t for t in tokens if is_mention(t)] for tokens in responses]     # as item_ratio counts
+        scores["items"] = np.array([len(m) for m in mentions], dtype=np.float64)
+        scores["item_share"] = np.array([bool(m) for m in mentions], dtype=np.float64)
+        scores["item_distinct"] = np.array([len(set(m)) for m in mentions], dtype=np.float64)
         out.gen = GenOutcomes(np.array([gen_key(r["conv_id"], r["turn_index"]) for r in gen_records]), scores,
-                              [r["generated_tokens"].split() for r in gen_records])
+                              responses)
     return out
 
 

@@ -49,7 +49,7 @@ def _per_instance(column: str, runs: list[str], split: str) -> dict[str, float]:
         if spec.task == GEN:
             if out.gen is None:
                 raise DataError(f"{run}: no generation outcomes", hint=f"crsbench evaluate --run {run}")
-            source = "items" if spec.name == "item_ratio" else name
+            source = "items" if spec.name == "item_ratio" else name     # bleu@n, item_share, item_distinct
             tables.append(dict(zip(out.gen.keys.tolist(), out.gen.scores[source].tolist())))
         else:
             if out.rec is None or view not in out.rec.views:

@@ -4,9 +4,13 @@ Per stage: optimiser (and per-epoch learning-rate decay) over the stage's parame
 rest frozen), a deterministic order of the training instances per (seed, stage, epoch), the random
 generators reseeded per (seed, stage), so that a stage trains the same whether or not earlier stages
 ran in this process, gradient clipping, mixed precision on CUDA,
-validation and early stopping with restore-best, an atomic checkpoint after every epoch (weights,
-optimiser, scaler, RNG states, progress), and TensorBoard curves. `fit(resume=True)` continues from
-the last checkpoint and ends with the same weights as an uninterrupted run.
+validation and early stopping with restore-best, an atomic checkpoint after every epoch and every
+`train.checkpoint_minutes` within one (weights, optimiser, scaler, RNG states, progress, the position
+in the epoch), a checkpoint and a stop after the current step when SIGINT/SIGTERM arrives
+(crsbench/interrupt.py), TensorBoard curves and history.jsonl (one line per epoch, with the
+generation metrics of eval.generation_every_epoch). `fit(resume=True)` continues from the last
+checkpoint, inside an epoch if it was written there, and ends with the same weights as an
+uninterrupted run.
 """
 from __future__ import annotations
 
@@ -27,7 +31,7 @@ from crsbench.errors import ConfigError, TrainingError
 from crsbench.metrics.definitions import metric, result_key
 from crsbench.models.base import CONV, REC, CRSModel, Stage, move_to, selected_tasks
 from crsbench.run_dir import RunDir
-from crsbench.trainer import checkpoint
+import crsbench.trainer.checkpoint as checkpoint
 from crsbench.interrupt import StopRequest
 from crsbench.trainer.seeding import seed_everything
 
@@ -208,8 +212,16 @@ class Trainer:
                             stop = progress["bad_epochs"] >= s["early_stop_patience"]
                         line += (f", valid {metric_name} {value:.4f} (best {progress['best']:.4f} at epoch "
                                  f"{progress['best_epoch']})")
+                curve = self._generation_curve(stage)
+                if curve:
+                    entry["generation"] = curve
+                    for key, value in curve.items():
+                        self.writer.add_scalar(f"{stage.name}/generation/{key}", value, epoch + 1)
+                    line += (f", sampled valid dist@2 {curve.get('gen/dist@2', 0):.4f} item_ratio "
+                             f"{curve.get('gen/item_ratio', 0):.4f}")
                 seconds = time.perf_counter() - epoch_started
                 entry["seconds"] = seconds
+                self._append_history(stage, entry)
                 clock.epoch_done(seconds)
                 logger.info(f"{line}, {seconds:.1f} s")
                 progress["history"].append(entry)
@@ -312,6 +324,28 @@ class Trainer:
             return evaluate_perplexity(self.model, valid, ev["batch_size"])
         metrics, _ = evaluate_generation(self.model, valid, ev["batch_size"], ev["max_length"], 1)
         return metrics
+
+    def _generation_curve(self, stage: Stage) -> dict[str, float]:
+        """Generation metrics of a fixed random subset of validation samples after a conversation
+        epoch (eval.generation_every_epoch): for curves only, never for model selection."""
+        from crsbench.evaluator import evaluate_generation
+        ev = self.config["eval"]
+        n = ev.get("generation_every_epoch") or 0
+        if stage.validate != CONV or n <= 0:
+            return {}
+        valid = self.instances["valid"].head(ev.get("max_samples")).sample(n, seed=0)
+        metrics, _ = evaluate_generation(self.model, valid, ev["batch_size"], ev["max_length"], 1)
+        return {k: v for k, v in metrics.items() if not k.endswith("/count")}
+
+    def _append_history(self, stage: Stage, entry: dict) -> None:
+        """history.jsonl: what `crsbench plot curves` reads (a resumed epoch replaces its line)."""
+        import json
+        lines = []
+        if self.run.history.exists():
+            lines = [json.loads(l) for l in self.run.history.read_text().splitlines() if l.strip()]
+        lines = [l for l in lines if (l["stage"], l["epoch"]) != (stage.name, entry["epoch"])]
+        lines.append({"stage": stage.name, **entry})
+        atomic_write(self.run.history, lambda h: h.writelines(json.dumps(l) + "\n" for l in lines))
 
     # --- checkpoints ------------------------------------------------------------------------
     def _save_progress(self, stage_index: int, stage_done: bool, optimizer, scheduler, scaler,
