@@ -212,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("--baseline", metavar="MODEL[:TAG]",
                       help="test every row against this one: paired test over instances (*), Welch over seeds (†)")
     cmp_.add_argument("--ci", action="store_true",
-                      help="95%% bootstrap intervals for corpus-level metrics (Dist-n, perplexity)")
+                      help="95%% intervals (half-sampling the responses) for the generation metrics")
     cmp_.add_argument("--resamples", type=int, default=10_000, help="resamples of the tests (default 10000)")
     cmp_.add_argument("--test-seed", type=int, default=0, help="seed of the resampling (default 0)")
     cmp_.add_argument("--csv", help="also write the table (with p-values and intervals) as CSV to this file")

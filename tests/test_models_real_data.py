@@ -7,6 +7,8 @@ from crsbench.datasets.loader import load_dataset
 from crsbench.models.base import CONV, REC
 from crsbench.registry import get_dataset, get_model, list_models
 
+pytestmark = pytest.mark.slow       # every model through the Trainer on both real datasets
+
 MODELS = ["popularity", "context_repeat", "textcnn", "redial", "kbrd", "kgsf", "transformer"]
 
 

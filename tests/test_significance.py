@@ -139,4 +139,5 @@ def test_compare_baseline_on_generation_outcomes_with_intervals(tmp_path):
     assert varied["gen/bleu@2"].p_paired == 1.0 and varied["gen/ppl"].p_paired == 1.0
     low, high = varied["gen/dist@2"].ci
     assert varied["gen/dist@2"].mean == pytest.approx(2.0) and low <= 2.0 <= high and high - low < 0.5
-    assert varied["gen/bleu@2"].ci is None            # a per-response mean: no corpus interval
+    assert varied["gen/bleu@2"].ci == (pytest.approx(0.1), pytest.approx(0.1))   # a constant mean
+    assert table.row("dull").cells["gen/dist@2"].ci == (pytest.approx(2 / 200), pytest.approx(2 / 200))

@@ -71,13 +71,8 @@ def test_every_shipped_sweep_plans(env, path):
     assert " cells: " in proc.stdout.splitlines()[-1]
 
 
-def test_local_sweep_runs_skips_finished_cells_and_resumes_an_interrupted_one(env, tmp_path):
-    out = tmp_path / "runs"
-    grid = _grid(out)
-    grid["rows"][2]["set"] = {**TRAINED, "train.epochs": 4, "train.checkpoint_minutes": 0.002}
-    path = _write(tmp_path, grid)
-    proc = subprocess.Popen([sys.executable, "-m", "crsbench", "sweep", str(path), "--workers", "2"], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+def _interrupt_in_training(proc, out):
+    """SIGINT to the sweep's driver once the trained cell has a checkpoint inside an epoch."""
     deadline, run = time.time() + 600, None
     while time.time() < deadline and proc.poll() is None and run is None:
         for meta in out.glob("redial/textcnn/*/run.json"):
@@ -87,13 +82,31 @@ def test_local_sweep_runs_skips_finished_cells_and_resumes_an_interrupted_one(en
         time.sleep(0.05)
     assert run is not None, "the trained cell finished before it could be interrupted"
     proc.send_signal(signal.SIGINT)
+    return run
+
+
+@pytest.mark.parametrize("executor", ["local", "ray"])
+def test_sweep_runs_skips_finished_cells_and_resumes_an_interrupted_one(env, tmp_path, executor):
+    """The tiny grid under each executor: interrupted while the trained cell is inside an epoch (every
+    running cell checkpoints and is marked interrupted), then run again: the interrupted cell resumes
+    in its own run dir, finished cells are skipped, the broken cell fails without stopping the others."""
+    if executor == "ray":
+        import ray  # noqa: F401  (a test dependency: its absence must fail, not skip)
+    out = tmp_path / "runs"
+    grid = _grid(out)
+    grid["rows"][2]["set"] = {**TRAINED, "train.epochs": 4, "train.checkpoint_minutes": 0.002}
+    path = _write(tmp_path, grid)
+    args = ["sweep", str(path), "--workers", "2", "--executor", executor]
+    proc = subprocess.Popen([sys.executable, "-m", "crsbench", *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    run = _interrupt_in_training(proc, out)
     log, _ = proc.communicate(timeout=300)
     assert proc.returncode == 130, log
     assert json.loads((run / "run.json").read_text())["status"] == "interrupted", log
     listing = crsbench("sweep", str(path), "--dry-run", env=env).stdout
     assert "textcnn / redial / seed 1" in listing and f"resume  {run}" in listing
-    again = crsbench("sweep", str(path), "--workers", "2", env=env)
-    assert again.returncode == 1                               # the broken cell fails again
+    again = crsbench(*args, env=env)
+    assert again.returncode == 1, again.stderr[-3000:]          # the broken cell fails again
     assert f"resuming textcnn / redial / seed 1 ({run})" in again.stderr
     assert "failed textcnn-broken / redial / seed 1: RuntimeError" in again.stderr
     assert "not done: textcnn-broken" in again.stderr
@@ -105,16 +118,3 @@ def test_local_sweep_runs_skips_finished_cells_and_resumes_an_interrupted_one(en
     crsbench("compare", "--dataset", "redial", "--output-dir", str(out), "--csv", str(tmp_path / "t.csv"), env=env)
     seeds = {r["model"]: r["seeds"] for r in csv.DictReader((tmp_path / "t.csv").open())}
     assert seeds == {"context_repeat": "2", "popularity": "2", "textcnn": "1"}
-
-
-def test_ray_sweep_on_a_local_instance(env, tmp_path):
-    import ray  # noqa: F401  (a test dependency: its absence must fail, not skip)
-    out = tmp_path / "runs"
-    path = _write(tmp_path, _grid(out))
-    proc = crsbench("sweep", str(path), "--executor", "ray", "--workers", "2", env=env)
-    assert proc.returncode == 1, proc.stderr[-3000:]
-    assert "failed textcnn-broken / redial / seed 1" in proc.stderr
-    assert proc.stderr.count("finished ") >= 5
-    assert "| popularity |" in proc.stdout and "| textcnn |" in proc.stdout
-    final = crsbench("sweep", str(path), "--dry-run", env=env).stdout
-    assert final.splitlines()[-1].startswith("6 cells: 5 done, 0 to resume, 1 to do")

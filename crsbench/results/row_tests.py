@@ -118,16 +118,24 @@ def compare_cell(column: str, cell: Cell, base: Cell, split: str, resamples: int
 
 
 def add_confidence_intervals(table: ComparisonTable, resamples: int, seed: int) -> None:
-    """95 % intervals for the corpus-level cells (Dist-n, ratios, perplexity), by half-sampling."""
+    """95 % intervals for the generation cells, by half-sampling the responses: corpus-level metrics
+    (Dist-n, ratios, perplexity) and the per-response means (Item Ratio and its companions, BLEU)."""
     for row in table.rows:
         for column, cell in row.cells.items():
-            if metric(column).level == "corpus":
-                keys = sorted(_gen_keys(cell.runs, table.split))
-                try:
+            spec = metric(column)
+            if spec.task != GEN or spec.level == "count":
+                continue
+            keys = sorted(_gen_keys(cell.runs, table.split))
+            try:
+                if spec.level == "corpus":
                     (parts,) = _corpus(column, [cell.runs], table.split, keys)
-                    cell.ci = sig.subsample_ci(parts, resamples, seed)
-                except DataError as exc:
-                    logger.warning(f"no interval for {row.label} {column}: {exc.message}")
+                else:
+                    values = _per_instance(column, cell.runs, table.split)
+                    x = np.array([values[k] for k in sorted(values)])[:, None]
+                    parts = [sig.CorpusStatistic(x, lambda sums, count: sums[:, 0] / max(count, 1))]
+                cell.ci = sig.subsample_ci(parts, resamples, seed)
+            except DataError as exc:
+                logger.warning(f"no interval for {row.label} {column}: {exc.message}")
 
 
 def find_row(table: ComparisonTable, baseline: str) -> Row:
