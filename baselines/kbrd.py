@@ -83,6 +83,12 @@ class KBRD(CRSModel):
         entity_reps, user = self._user(batch)
         return user @ entity_reps[self.item_entities].t() + self.item_bias
 
+    def attention(self, batch: dict) -> dict:
+        """The self-attention of the user encoder over the context entities."""
+        entity_reps = self.knowledge()
+        alpha = self.user_attention.weights(entity_reps[batch["entities"]], batch["entities_mask"])
+        return {"entities (DBpedia)": (batch["entities"], alpha)}
+
     # --- conversation -----------------------------------------------------------------------
     def decode_start(self, batch: dict) -> tuple[GenerationState, int]:
         with torch.no_grad():                     # the recommender is frozen here

@@ -108,6 +108,12 @@ class CRSModel(nn.Module):
         """Scores [batch, num_items] over `data.items` for each instance of a REC batch."""
         raise NotImplementedError(f"{type(self).__name__} does not recommend")
 
+    def attention(self, batch: Any) -> dict[str, Any]:
+        """What the recommender attends to for each instance of a REC batch (`crsbench explain`):
+        side name -> (ids [B, L] of the batch, weights [B, L]) with the side's kind ("words" or
+        "entities") as its first word, and optionally "gate" -> [B] (the share of the first side)."""
+        raise NotImplementedError(f"{type(self).__name__} does not expose its attention")
+
     def generate(self, batch: Any, max_length: int, beam_size: int = 1) -> list[list[str]]:
         """Response tokens (cut at the end token) for each sample of a CONV batch.
 

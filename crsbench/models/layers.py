@@ -20,14 +20,17 @@ class AttentionPooling(nn.Module):
         nn.init.xavier_uniform_(self.proj.weight)
         nn.init.xavier_uniform_(self.score.weight)
 
+    def weights(self, vectors: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """alpha [B, L]: the attention over each set (0 on padding; sums to 1 where a set is not empty)."""
+        logits = self.score(torch.tanh(self.proj(vectors))).squeeze(-1)       # [B, L]
+        logits = logits.masked_fill(~mask, torch.finfo(logits.dtype).min)
+        return torch.softmax(logits, dim=-1) * mask                           # all-masked rows -> 0
+
     def forward(self, vectors: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """vectors [B, L, D], mask [B, L] (True = valid) -> [B, D]."""
         if vectors.shape[1] == 0:
             return vectors.new_zeros(vectors.shape[0], vectors.shape[2])
-        logits = self.score(torch.tanh(self.proj(vectors))).squeeze(-1)       # [B, L]
-        logits = logits.masked_fill(~mask, torch.finfo(logits.dtype).min)
-        alpha = torch.softmax(logits, dim=-1) * mask                          # all-masked rows -> 0
-        return torch.bmm(alpha.unsqueeze(1), vectors).squeeze(1)
+        return torch.bmm(self.weights(vectors, mask).unsqueeze(1), vectors).squeeze(1)
 
 
 def pad_ids(sequences: list[list[int]], pad: int = 0, max_len: int | None = None,

@@ -120,6 +120,14 @@ class KGSF(CRSModel):
         word_reps, entity_reps = self.knowledge()
         return self._scores(word_reps, entity_reps, batch)
 
+    def attention(self, batch: dict) -> dict:
+        """Eq. 6 over the context's ConceptNet words and DBpedia entities, and the gate of Eq. 7."""
+        word_reps, entity_reps = self.knowledge()
+        found = self.recommender.attention(word_reps, entity_reps, batch["words"], batch["words_mask"],
+                                           batch["entities"], batch["entities_mask"])
+        return {"words (ConceptNet)": (batch["words"], found["words"]),
+                "entities (DBpedia)": (batch["entities"], found["entities"]), "gate": found["gate"]}
+
     # --- conversation (§4.4) ----------------------------------------------------------------
     def _collate_conversation(self, samples: Sequence[Sample]) -> dict:
         conv = self.config["conv"]

@@ -32,6 +32,19 @@ class KGRecommender(nn.Module):
         beta = torch.sigmoid(self.gate(torch.cat([v_c, n_c], dim=-1)))
         return beta * v_c + (1 - beta) * n_c
 
+    def attention(self, word_reps: torch.Tensor, entity_reps: torch.Tensor, words: torch.Tensor,
+                  words_mask: torch.Tensor, entities: torch.Tensor, entities_mask: torch.Tensor) -> dict:
+        """What the user representation attends to: alpha over the context words and entities
+        (Eq. 6) and the gate beta (Eq. 7), with p_u rebuilt from them (equal to user_representation)."""
+        word_vectors, entity_vectors = word_reps[words], entity_reps[entities]
+        word_alpha = self.word_pooling.weights(word_vectors, words_mask)
+        entity_alpha = self.entity_pooling.weights(entity_vectors, entities_mask)
+        v_c = torch.bmm(word_alpha.unsqueeze(1), word_vectors).squeeze(1)
+        n_c = torch.bmm(entity_alpha.unsqueeze(1), entity_vectors).squeeze(1)
+        beta = torch.sigmoid(self.gate(torch.cat([v_c, n_c], dim=-1)))
+        return {"words": word_alpha, "entities": entity_alpha, "gate": beta.squeeze(-1),
+                "user": beta * v_c + (1 - beta) * n_c}
+
     def item_scores(self, user: torch.Tensor, item_reps: torch.Tensor) -> torch.Tensor:
         """Logits of Eq. 8 over the candidate items [B, num_items]."""
         scores = user @ item_reps.t()
