@@ -22,6 +22,7 @@ setup(
         "tqdm>=4.66",                 # progress bars
         "platformdirs>=4",            # default data and cache directories per OS
         "scipy>=1.11",                # Welch's t-test and sparse n-gram counts for significance tests
+        "matplotlib>=3.8",            # crsbench plot and explain figures (PNG, SVG)
     ],
     # setuptools: tests/test_packaging.py builds a wheel without build isolation (3.12+ venvs lack it)
     extras_require={"test": ["pytest>=8", "setuptools>=70", "ray>=2.9"],   # the Ray sweep test uses a real Ray

@@ -105,6 +105,28 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     return 1 if report.failed or report.skipped else 0
 
 
+def _cmd_plot(args: argparse.Namespace) -> int:
+    from crsbench.results import plots
+    from crsbench.results.store import results_db
+    out = Path(args.out)
+    if out.suffix.lower() not in (".png", ".svg", ".pdf"):
+        raise ConfigError(f"--out {args.out}: the file type is not one of .png, .svg, .pdf", hint="e.g. --out fig.png")
+    if args.figure == "curves":
+        if not args.runs or not args.metric:
+            raise ConfigError("plot curves needs --runs and --metric", hint="e.g. --runs RUN_DIR --metric gen/dist@2")
+        plots.curves(args.runs, args.metric, out, args.stage)
+    else:
+        if not args.dataset:
+            raise ConfigError(f"plot {args.figure} needs --dataset", hint="e.g. --dataset redial")
+        from crsbench.registry import get_dataset
+        get_dataset(args.dataset)
+        version = None if args.all_data else _current_data_version(args.dataset, args.data_dir)
+        draw = {"mim-curve": plots.mim_curve, "ablation": plots.ablation, "data-curve": plots.data_curve}
+        draw[args.figure](results_db(args.output_dir), args.dataset, out, version)
+    print(f"wrote {out}")
+    return 0
+
+
 def _cmd_runs(args: argparse.Namespace) -> int:
     if args.reindex:
         from crsbench.results.store import reindex
@@ -130,6 +152,27 @@ def _cmd_chat(args: argparse.Namespace) -> int:
         raise ConfigError(f"--beam {args.beam}: must be at least 1", hint="1 is greedy decoding")
     sys.stdout.reconfigure(errors="backslashreplace")     # a title the terminal's encoding lacks
     return run_chat(load_session(args.run, args.data_dir, args.top_k, args.beam))
+
+
+def _cmd_explain(args: argparse.Namespace) -> int:
+    from crsbench.explain import conversation_samples, explain_sample, format_turn, plot_turns
+    from crsbench.runner import load_run
+    if args.top_k < 1:
+        raise ConfigError(f"--top-k {args.top_k}: must be at least 1", hint="e.g. --top-k 5")
+    meta, _, data, model = load_run(args.run, args.data_dir)
+    if args.split not in data.instances:
+        raise ConfigError(f"--split {args.split}: unknown split", hint=f"choose among {', '.join(data.instances)}")
+    try:
+        samples = conversation_samples(data.instances[args.split].samples, args.conversation, args.turn)
+        explanations = [explain_sample(model, s, args.top_k) for s in samples]
+    except NotImplementedError as exc:
+        raise ConfigError(f"{meta['model']}: {exc}", hint="explain runs of kgsf or kbrd") from None
+    sys.stdout.reconfigure(errors="backslashreplace")
+    print("\n\n".join(format_turn(e) for e in explanations))
+    if args.out:
+        plot_turns(explanations, Path(args.out))
+        print(f"wrote {args.out}", file=sys.stderr)
+    return 0
 
 
 def _cmd_human_export(args: argparse.Namespace) -> int:
@@ -232,6 +275,22 @@ def build_parser() -> argparse.ArgumentParser:
     swp.add_argument("--dry-run", action="store_true", help="list the cells and which are done, run nothing")
     swp.set_defaults(func=_cmd_sweep)
 
+    plot = sub.add_parser("plot", help="the paper's figures from the stored results: mim-curve (Figure 2), "
+                                       "ablation (Figure 3), curves (per-epoch metrics), data-curve")
+    plot.add_argument("figure", choices=("mim-curve", "ablation", "curves", "data-curve"),
+                      help="mim-curve: test R@10/50 per epoch with and without MIM (runs with eval.test_curve); "
+                           "ablation: KGSF's conversation variants as bars; curves: a per-epoch metric of "
+                           "--runs; data-curve: R@10/50 against training conversations")
+    plot.add_argument("--dataset", help="the dataset (every figure but curves)")
+    plot.add_argument("--runs", nargs="+", help="run directories (curves)")
+    plot.add_argument("--metric", help="curves: train_loss, gen/ppl, gen/dist@2, all/recall@50, ...")
+    plot.add_argument("--stage", help="curves: only this stage's epochs (e.g. conv)")
+    plot.add_argument("--out", required=True, help="the figure file: .png, .svg or .pdf")
+    plot.add_argument("--output-dir", default="runs", help="where the runs and results.sqlite are")
+    plot.add_argument("--data-dir", help="data directory whose data version is plotted (default as for run)")
+    plot.add_argument("--all-data", action="store_true", help="also runs on other data versions")
+    plot.set_defaults(func=_cmd_plot)
+
     runs = sub.add_parser("runs", help="list run directories with their status (finished, failed, interrupted, "
                                        "running, stale)")
     runs.add_argument("--dataset", help="only runs of this dataset")
@@ -246,6 +305,17 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--beam", type=int, help="beam width (default: the run's eval.beam_size)")
     chat.add_argument("--data-dir", help="data directory, if it moved since the run")
     chat.set_defaults(func=_cmd_chat)
+
+    exp = sub.add_parser("explain", help="what a trained KGSF/KBRD recommender attends to in one conversation "
+                                         "(Figure 4): attention over words and entities, the gate, top items")
+    exp.add_argument("--run", required=True, help="a finished run of kgsf or kbrd")
+    exp.add_argument("--conversation", required=True, help="a conversation id of the split (ReDial: conversationId)")
+    exp.add_argument("--turn", type=int, help="one recommender turn (its index in the conversation); default: all")
+    exp.add_argument("--split", default="test")
+    exp.add_argument("--top-k", type=int, default=5, help="recommended items shown")
+    exp.add_argument("--out", help="also draw the attention as bars into this PNG or SVG file")
+    exp.add_argument("--data-dir", help="data directory, if it moved since the run")
+    exp.set_defaults(func=_cmd_explain)
 
     human = sub.add_parser("human-eval", help="blind human evaluation sheets (KGSF Table 4)")
     hsub = human.add_subparsers(dest="action", required=True)

@@ -176,7 +176,8 @@ def _run(run: RunDir, meta: dict, config: dict, model_name: str, dataset_name: s
     data = load_dataset(dataset_name, config["data"])
     load_s = time.perf_counter() - t0
     _check_same_data(meta, data, run, resuming)
-    meta = run.update_meta(data=data.version.as_dict())
+    meta = run.update_meta(data={**data.version.as_dict(),
+                                 "train_conversations": len(data.bundle.splits.get("train", []))})
     model = get_model(model_name)(config["model"], data.bundle).to(device)
     start_weights(model, model_name, dataset_name, config)
     t0 = time.perf_counter()
@@ -229,6 +230,11 @@ def _load_run(run: RunDir, data_dir: str | None) -> tuple[dict, dict, LoadedData
                         hint="the weights belong to other model settings; start the run again") from None
     model.to(resolve_device(config["run"]["device"])).eval()
     return meta, config, data, model
+
+
+def load_run(run_dir: str | Path, data_dir: str | None = None) -> tuple[dict, dict, LoadedDataset, CRSModel]:
+    """A finished run's run.json, config, data (with instances) and trained model (eval mode)."""
+    return _load_run(RunDir(Path(run_dir)), data_dir)
 
 
 def load_trained(run_dir: str | Path, data_dir: str | None = None) -> tuple[CRSModel, dict]:

@@ -150,3 +150,18 @@ def test_top_k_below_one_is_refused(trained_run):
     proc = subprocess.run([sys.executable, "-m", "crsbench", "chat", "--run", str(run), "--top-k", "0"],
                           input="", env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "--top-k 0" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_explain_a_real_test_conversation_through_the_cli(trained_run, tmp_path):
+    run, data, env = trained_run
+    first = json.loads((data / "redial" / "test_data.jsonl").read_text().splitlines()[0])
+    out = tmp_path / "fig4.svg"
+    proc = subprocess.run([sys.executable, "-m", "crsbench", "explain", "--run", str(run), "--data-dir", str(data),
+                           "--conversation", str(first["conversationId"]), "--out", str(out)],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "attention over the context's entities (DBpedia)" in proc.stdout and "gate beta" in proc.stdout
+    assert out.read_text().lstrip().startswith("<?xml")
+    bad = subprocess.run([sys.executable, "-m", "crsbench", "explain", "--run", str(run), "--data-dir", str(data),
+                          "--conversation", "no-such-id"], env=env, capture_output=True, text=True, timeout=600)
+    assert bad.returncode == 2 and "no recommender turn of that conversation" in bad.stderr

@@ -231,3 +231,17 @@ def test_generation_curve_per_conversation_epoch(tiny_bundle, tmp_path):
     off = _config("stages.conv.epochs=1", "eval.generation_every_epoch=0")
     _train(tiny_bundle, tmp_path / "off", off)
     assert not any("generation" in json.loads(l) for l in (tmp_path / "off" / "history.jsonl").read_text().splitlines())
+
+
+def test_test_curve_scores_every_rec_epoch_and_changes_nothing(tiny_bundle, tmp_path):
+    """eval.test_curve (Figure 2) adds the test scores of every recommendation epoch to the history;
+    it draws no random numbers and selects nothing, so the trained weights are those of a run without."""
+    import json
+    plain, _ = _train(tiny_bundle, tmp_path / "a", _config("stages.conv.epochs=1"))
+    curved, summary = _train(tiny_bundle, tmp_path / "b", _config("stages.conv.epochs=1", "eval.test_curve=true"))
+    for key, value in plain.state_dict().items():
+        assert torch.equal(value, curved.state_dict()[key]), key
+    lines = [json.loads(l) for l in (tmp_path / "b" / "history.jsonl").read_text().splitlines()]
+    rec = [l for l in lines if l["stage"] == "rec"]
+    assert len(rec) == 3 and all("all/recall@10" in l["test_curve"] for l in rec)
+    assert not any("test_curve" in l for l in lines if l["stage"] != "rec")

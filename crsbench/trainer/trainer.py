@@ -212,6 +212,11 @@ class Trainer:
                             stop = progress["bad_epochs"] >= s["early_stop_patience"]
                         line += (f", valid {metric_name} {value:.4f} (best {progress['best']:.4f} at epoch "
                                  f"{progress['best_epoch']})")
+                tested = self._test_curve(stage)
+                if tested:
+                    entry["test_curve"] = tested
+                    for key, value in tested.items():
+                        self.writer.add_scalar(f"{stage.name}/test_curve/{key}", value, epoch + 1)
                 curve = self._generation_curve(stage)
                 if curve:
                     entry["generation"] = curve
@@ -324,6 +329,17 @@ class Trainer:
             return evaluate_perplexity(self.model, valid, ev["batch_size"])
         metrics, _ = evaluate_generation(self.model, valid, ev["batch_size"], ev["max_length"], 1)
         return metrics
+
+    def _test_curve(self, stage: Stage) -> dict[str, float]:
+        """Test Recall/MRR/NDCG (all view) after a recommendation epoch (eval.test_curve), for the
+        Figure 2 curve only: model selection uses the validation split, never this."""
+        from crsbench.evaluator import evaluate_recommendation
+        ev = self.config["eval"]
+        if stage.validate != REC or not ev.get("test_curve") or "test" not in self.instances:
+            return {}
+        metrics, _ = evaluate_recommendation(self.model, self.instances["test"].head(ev.get("max_samples")),
+                                             ["all"], ev["ks"], ev["batch_size"])
+        return {k: v for k, v in metrics.items() if not k.endswith("/count")}
 
     def _generation_curve(self, stage: Stage) -> dict[str, float]:
         """Generation metrics of a fixed random subset of validation samples after a conversation

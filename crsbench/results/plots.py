@@ -1,0 +1,211 @@
+"""`crsbench plot FIGURE`: the paper's figures from the results index and the run directories only.
+
+- `mim-curve` (Figure 2): test Recall@10/@50 of KGSF with and without MIM against recommendation
+  epochs, mean and min-max band over seeds, from runs trained with `eval.test_curve: true` (test
+  scores per epoch for the curve only; the runs' reported metrics are those of the epoch restored
+  by validation).
+- `ablation` (Figure 3): KGSF's conversation variants as grouped bars (mean, error bar = sample std
+  over seeds) of Dist-2/3/4 and Item Ratio: the numbers of `crsbench compare`, from the same store.
+- `curves`: any per-epoch quantity of chosen runs (`history.jsonl`: train_loss, validation metrics,
+  the generation curve of eval.generation_every_epoch, the test curve).
+- `data-curve`: test Recall@10/@50 against training conversations (data.train_fraction runs), per
+  model, mean and band over seeds.
+"""
+from __future__ import annotations
+
+import json
+import statistics
+from collections import defaultdict
+from pathlib import Path
+
+from crsbench.errors import ConfigError, CrsbenchError
+from crsbench.results.compare import compare
+from crsbench.results.store import ResultStore
+from crsbench.run_dir import RunDir
+
+FIGURES = ("mim-curve", "ablation", "curves", "data-curve")
+ABLATION_ROWS = (("kgsf", ""), ("kgsf", "-KG-D"), ("kgsf", "-copy"), ("kgsf", "-MIM"), ("kgsf", "faithful"))
+ABLATION_METRICS = ("gen/dist@2", "gen/dist@3", "gen/dist@4", "gen/item_ratio")
+
+
+def _pyplot():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def read_history(run_dir: str | Path) -> list[dict]:
+    """The run's history.jsonl (one line per epoch of every stage); [] when it has none."""
+    path = RunDir(Path(run_dir)).history
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def history_value(entry: dict, metric: str) -> float | None:
+    """A per-epoch quantity: train_loss, or a key of the validation metrics, the generation curve or
+    the test curve (e.g. gen/dist@2, all/recall@50)."""
+    if metric in ("train_loss", "seconds"):
+        return entry.get(metric)
+    for part in ("valid", "generation", "test_curve"):
+        if metric in entry.get(part, {}):
+            return entry[part][metric]
+    return None
+
+
+def _band(series: list[list[float]]) -> tuple[list[int], list[float], list[float], list[float]]:
+    """Epochs (1..n over the shortest series), mean, min, max across series."""
+    n = min(len(s) for s in series)
+    columns = [[s[i] for s in series] for i in range(n)]
+    return (list(range(1, n + 1)), [statistics.fmean(c) for c in columns], [min(c) for c in columns],
+            [max(c) for c in columns])
+
+
+def _finished(store: ResultStore, dataset: str, data_version: str | None) -> list[dict]:
+    return [r for r in store.runs(dataset=dataset) if r["status"] == "finished"
+            and (data_version is None or r["data_version"] == data_version)]
+
+
+def mim_curve(store: ResultStore, dataset: str, out: Path, data_version: str | None = None) -> dict:
+    """Figure 2; returns the plotted series {label: {metric: (epochs, mean, low, high)}}."""
+    groups: dict[str, list[list[dict]]] = defaultdict(list)
+    for run in _finished(store, dataset, data_version):
+        if run["model"] != "kgsf":
+            continue
+        lines = [h for h in read_history(run["run_dir"]) if h["stage"] == "rec" and "test_curve" in h]
+        if lines:
+            mim = store.get_run(run["run_id"])["config"]["model"].get("mim", True)
+            groups["KGSF" if mim else "KGSF -MIM"].append(lines)
+    if not groups:
+        raise ConfigError(f"no finished KGSF run on {dataset} has a test curve",
+                          hint="train KGSF and KGSF -MIM with --set eval.test_curve=true "
+                               "(and --set run.tasks=[rec] to skip the conversation)")
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    plotted: dict = {}
+    for ax, metric in zip(axes, ("all/recall@10", "all/recall@50")):
+        for label, runs in sorted(groups.items()):
+            epochs, mean, low, high = _band([[h["test_curve"][metric] for h in lines] for lines in runs])
+            ax.plot(epochs, mean, marker="o", label=f"{label} ({len(runs)} seeds)")
+            ax.fill_between(epochs, low, high, alpha=0.2)
+            plotted.setdefault(label, {})[metric] = (epochs, mean, low, high)
+        ax.set_xlabel("recommendation epoch")
+        ax.set_ylabel(f"test {metric.split('/')[1]}")
+        ax.legend(fontsize=8)
+    fig.suptitle(f"{dataset}: test scores after every epoch, for this curve only (the runs' reported "
+                 "metrics are those of the epoch chosen on validation)", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
+    return plotted
+
+
+def ablation(store: ResultStore, dataset: str, out: Path, data_version: str | None = None) -> dict:
+    """Figure 3; returns {row label: {metric: (mean, std)}}, the numbers of `crsbench compare`."""
+    table = compare(store, dataset, metrics=[m.split("/")[1] for m in ABLATION_METRICS], data_version=data_version)
+    rows = [r for key in ABLATION_ROWS for r in table.rows if (r.model, r.tag) == key
+            and all(m in r.cells for m in ABLATION_METRICS)]
+    if not rows:
+        raise ConfigError(f"no finished conversation runs of KGSF's ablations on {dataset}",
+                          hint="crsbench sweep sweeps/ablations_redial.yaml (and sweeps/table3_redial.yaml for -MIM)")
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(9, 4))
+    width = 0.8 / len(rows)
+    plotted = {}
+    for i, row in enumerate(rows):
+        means = [row.cells[m].mean for m in ABLATION_METRICS]
+        stds = [row.cells[m].std or 0.0 for m in ABLATION_METRICS]
+        ax.bar([x + i * width for x in range(len(ABLATION_METRICS))], means, width, yerr=stds, capsize=3,
+               label=f"{row.label} ({row.seeds} seeds)")
+        plotted[row.label] = {m: (row.cells[m].mean, row.cells[m].std) for m in ABLATION_METRICS}
+    ax.set_xticks([x + width * (len(rows) - 1) / 2 for x in range(len(ABLATION_METRICS))])
+    ax.set_xticklabels([m.split("/")[1] for m in ABLATION_METRICS])
+    ax.legend(fontsize=8)
+    ax.set_title(f"{dataset}: KGSF's conversation ablations (test split; error bars: std over seeds)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
+    return plotted
+
+
+def curves(run_dirs: list[str], metric: str, out: Path, stage: str | None = None) -> dict:
+    """Any per-epoch quantity of the given runs; returns {label: (epochs, values)}."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    plotted = {}
+    for run_dir in run_dirs:
+        run = RunDir(Path(run_dir))
+        meta = run.read_meta()
+        points = [(h["epoch"], history_value(h, metric)) for h in read_history(run_dir)
+                  if (stage is None or h["stage"] == stage)]
+        points = [(e, v) for e, v in points if v is not None]
+        if not points:
+            raise ConfigError(f"{run_dir}: no '{metric}' per epoch in {RunDir(Path(run_dir)).history.name}",
+                              hint="e.g. train_loss, gen/ppl, gen/dist@2 (eval.generation_every_epoch), "
+                                   "all/recall@50 (validation), or choose --stage")
+        label = f"{meta['model']}{meta.get('tag') or ''} seed {meta.get('seed')}"
+        ax.plot([e for e, _ in points], [v for _, v in points], marker="o", label=label)
+        plotted[label] = ([e for e, _ in points], [v for _, v in points])
+    ax.set_xlabel("epoch" + (f" of stage {stage}" if stage else ""))
+    ax.set_ylabel(metric)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
+    return plotted
+
+
+def _train_conversations(run: dict, config: dict, known: dict[str, int]) -> int | None:
+    """How many training conversations a run saw: recorded in run.json, else counted from its
+    (cached) preprocessed data, once per data fingerprint."""
+    meta = RunDir(Path(run["run_dir"])).read_meta() if Path(run["run_dir"], RunDir.META).exists() else {}
+    count = (meta.get("data") or {}).get("train_conversations")
+    if count is None and run["data_fingerprint"] not in known:
+        from crsbench.datasets.loader import load_dataset
+        try:
+            known[run["data_fingerprint"]] = len(load_dataset(run["dataset"], config["data"]).bundle.splits["train"])
+        except CrsbenchError:
+            return None
+    return count if count is not None else known.get(run["data_fingerprint"])
+
+
+def data_curve(store: ResultStore, dataset: str, out: Path, data_version: str | None = None) -> dict:
+    """Test R@10/R@50 against training conversations; returns {label: {metric: [(n, mean, std, seeds)]}}."""
+    points: dict[str, dict[int, dict[str, list[float]]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
+    known: dict[str, int] = {}
+    for run in _finished(store, dataset, data_version):
+        config = store.get_run(run["run_id"])["config"]
+        metrics = store.metrics(run["run_id"])
+        count = _train_conversations(run, config, known) if "test/all/recall@50" in metrics else None
+        if count is None or "test/all/recall@50" not in metrics:
+            continue
+        if config.get("data", {}).get("release_instances"):
+            continue
+        label = run["model"] + (" -MIM" if run["model"] == "kgsf" and not config["model"].get("mim", True) else "")
+        if run["model"] == "kgsf" and config["stages"].get("pretrain", {}).get("epochs", 3) != 3:
+            continue                                   # the pre-training study is not a data point
+        for metric in ("test/all/recall@10", "test/all/recall@50"):
+            points[label][count][metric].append(metrics[metric])
+    if not points:
+        raise ConfigError(f"no finished recommendation runs on {dataset} record their training conversations",
+                          hint="crsbench sweep sweeps/data_fraction_redial.yaml")
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    plotted: dict = {}
+    for ax, metric in zip(axes, ("test/all/recall@10", "test/all/recall@50")):
+        for label, by_count in sorted(points.items()):
+            xs = sorted(by_count)
+            means = [statistics.fmean(by_count[x][metric]) for x in xs]
+            stds = [statistics.stdev(by_count[x][metric]) if len(by_count[x][metric]) > 1 else 0.0 for x in xs]
+            ax.errorbar(xs, means, yerr=stds, marker="o", capsize=3, label=label)
+            plotted.setdefault(label, {})[metric] = [(x, m, s, len(by_count[x][metric]))
+                                                     for x, m, s in zip(xs, means, stds)]
+        ax.set_xlabel("training conversations")
+        ax.set_ylabel(metric.replace("test/", "test "))
+        ax.legend(fontsize=8)
+    fig.suptitle(f"{dataset}: recommendation against training data (error bars: std over seeds)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
+    return plotted

@@ -1,0 +1,90 @@
+"""`crsbench plot`: each figure reads the results index and run dirs, and shows the numbers `compare`
+shows (means, stds and bands computed by hand here)."""
+import json
+import statistics
+
+import pytest
+import yaml
+
+from crsbench.errors import ConfigError
+from crsbench.results import plots
+from crsbench.results.compare import compare
+from crsbench.results.store import ResultStore
+from crsbench.run_dir import RunDir
+
+DATA = "d" * 64
+
+
+def _run(tmp_path, store, name, model, seed, metrics, tag="", config=None, history=(), train_conversations=None):
+    run = RunDir(tmp_path / "runs" / "redial" / name / f"r-seed{seed}")
+    run.path.mkdir(parents=True)
+    data = {"files": DATA, "fingerprint": DATA}
+    if train_conversations is not None:
+        data["train_conversations"] = train_conversations
+    run.write_meta({"run_id": f"{name}{seed}", "model": model, "dataset": "redial", "seed": seed, "tag": tag,
+                    "status": "finished", "data": data})
+    run.history.write_text("".join(json.dumps(h) + "\n" for h in history))
+    config = config or {"model": {}, "stages": {}, "data": {}}
+    run.config_file.write_text(yaml.safe_dump(config))
+    store.record_run(run_id=f"{name}{seed}", model=model, dataset="redial", tag=tag, seed=seed, config=config,
+                     code_version="t", metrics=metrics, timings={}, run_dir=str(run.path), status="finished",
+                     recorded_at=f"t{seed}", data_version=DATA,
+                     data_fingerprint=DATA + str(train_conversations or ""))
+    return run
+
+
+def test_ablation_bars_are_the_compare_numbers(tmp_path):
+    store = ResultStore(tmp_path / "r.sqlite")
+    for tag, base in (("", 0.10), ("-KG-D", 0.06), ("-copy", 0.03)):
+        for seed in (1, 2):
+            metrics = {f"test/gen/dist@{n}": base * n + seed / 100 for n in (2, 3, 4)}
+            metrics["test/gen/item_ratio"] = base + seed / 50
+            _run(tmp_path, store, f"kgsf{tag}", "kgsf", seed, metrics, tag=tag)
+    plotted = plots.ablation(store, "redial", tmp_path / "fig3.png", DATA)
+    assert list(plotted) == ["kgsf", "kgsf -KG-D", "kgsf -copy"]
+    table = compare(store, "redial", data_version=DATA)
+    for row in table.rows:
+        for metric, (mean, std) in plotted[row.label].items():
+            assert (mean, std) == (row.cells[metric].mean, row.cells[metric].std)
+    assert plotted["kgsf"]["gen/dist@2"][0] == pytest.approx(statistics.fmean([0.21, 0.22]))
+    assert (tmp_path / "fig3.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_mim_curve_bands_over_seeds(tmp_path):
+    store = ResultStore(tmp_path / "r.sqlite")
+    for mim, values in ((True, [[0.1, 0.2, 0.3], [0.2, 0.3, 0.5]]), (False, [[0.3, 0.3], [0.1, 0.5]])):
+        for seed, curve in enumerate(values, 1):
+            history = [{"stage": "pretrain", "epoch": 1, "train_loss": 1.0}] + \
+                      [{"stage": "rec", "epoch": e, "test_curve": {"all/recall@10": v / 2, "all/recall@50": v}}
+                       for e, v in enumerate(curve, 1)]
+            _run(tmp_path, store, f"kgsf{'' if mim else '-MIM'}", "kgsf", seed, {"test/all/recall@50": 0.3},
+                 tag="" if mim else "-MIM", config={"model": {"mim": mim}, "stages": {}, "data": {}},
+                 history=history)
+    plotted = plots.mim_curve(store, "redial", tmp_path / "fig2.svg", DATA)
+    epochs, mean, low, high = plotted["KGSF"]["all/recall@50"]
+    assert epochs == [1, 2, 3] and mean == pytest.approx([0.15, 0.25, 0.4]) and low == [0.1, 0.2, 0.3]
+    assert high == [0.2, 0.3, 0.5]
+    assert plotted["KGSF -MIM"]["all/recall@10"][1] == pytest.approx([0.1, 0.2])
+    assert "for this curve only" in (tmp_path / "fig2.svg").read_text()
+    with pytest.raises(ConfigError, match="eval.test_curve"):
+        plots.mim_curve(ResultStore(tmp_path / "empty.sqlite"), "redial", tmp_path / "x.png")
+
+
+def test_curves_and_data_curve(tmp_path):
+    store = ResultStore(tmp_path / "r.sqlite")
+    history = [{"stage": "conv", "epoch": e, "train_loss": 5 - e, "valid": {"gen/ppl": 100 - e},
+                "generation": {"gen/dist@2": 0.1 * e}} for e in (1, 2, 3)]
+    run = _run(tmp_path, store, "transformer", "transformer", 1, {"test/gen/ppl": 90.0}, history=history)
+    assert plots.curves([str(run.path)], "gen/dist@2", tmp_path / "c.png")["transformer seed 1"] == \
+        ([1, 2, 3], [pytest.approx(0.1), pytest.approx(0.2), pytest.approx(0.3)])
+    assert plots.curves([str(run.path)], "gen/ppl", tmp_path / "p.png", stage="conv")["transformer seed 1"][1] == \
+        [99, 98, 97]
+    with pytest.raises(ConfigError, match="no 'gen/dist@3'"):
+        plots.curves([str(run.path)], "gen/dist@3", tmp_path / "x.png")
+    for n, r50 in ((800, [0.30, 0.32]), (1600, [0.34, 0.36])):
+        for seed, value in enumerate(r50, 1):
+            _run(tmp_path, store, f"kbrd-{n}", "kbrd", seed, {"test/all/recall@10": value / 2, "test/all/recall@50": value},
+                 config={"model": {}, "stages": {}, "data": {"train_fraction": n / 1600}}, train_conversations=n)
+    plotted = plots.data_curve(store, "redial", tmp_path / "d.png", DATA)
+    assert plotted["kbrd"]["test/all/recall@50"] == [(800, pytest.approx(0.31), pytest.approx(statistics.stdev([0.30, 0.32])), 2),
+                                                    (1600, pytest.approx(0.35), pytest.approx(statistics.stdev([0.34, 0.36])), 2)]
