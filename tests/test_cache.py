@@ -123,3 +123,16 @@ def _build_and_count(data_dir, cache_dir):
     SlowSpec.builds = 0
     bundle = cache.load_or_build(local, cache_dir)
     return bundle.fingerprint, SlowSpec.builds
+
+
+def test_a_new_setting_at_its_default_changes_no_fingerprint(spec):
+    """Runs recorded before a data setting existed keep their fingerprint when it arrives with a
+    default that keeps the old behaviour; a non-default value is another fingerprint."""
+    from crsbench.config.loader import DEFAULTS_FILE, read_yaml
+    defaults = read_yaml(DEFAULTS_FILE)["data"]
+    older = {k: v for k, v in defaults.items() if k != "release_instances"}
+    now = CountingSpec(spec.root.parent, dict(defaults)).data_version()
+    assert CountingSpec(spec.root.parent, older).data_version() == now
+    assert CountingSpec(spec.root.parent, {**defaults, "release_instances": True}).data_version().fingerprint \
+        != now.fingerprint
+    assert CountingSpec(spec.root.parent, {**defaults, "dir": "/elsewhere"}).data_version() == now

@@ -1,6 +1,7 @@
 """Which data produced a result: a dataset's data version (its raw files' contents) and fingerprint
-(the data version plus the preprocessing settings, i.e. what keys the preprocessing cache, less the
-code). Every run records both, so results on different data are never mixed."""
+(the data version plus the preprocessing settings that differ from the built-in defaults: what keys
+the preprocessing cache, less the code). Every run records both, so results on different data are
+never mixed."""
 from __future__ import annotations
 
 import hashlib
@@ -45,6 +46,19 @@ def keyed_settings(settings: dict) -> dict:
     return {k: v for k, v in settings.items() if k not in NOT_KEYED}
 
 
+def _default_settings() -> dict:
+    from crsbench.config.loader import DEFAULTS_FILE, read_yaml
+    return read_yaml(DEFAULTS_FILE).get("data") or {}
+
+
+def changed_settings(settings: dict) -> dict:
+    """The keyed settings that differ from the built-in defaults: what the fingerprint hashes, so a
+    data setting added to crsbench later (its default keeping the old behaviour) changes no
+    existing fingerprint. The cache key also hashes the code, so a changed default still rebuilds."""
+    defaults = _default_settings()
+    return {k: v for k, v in keyed_settings(settings).items() if k not in defaults or defaults[k] != v}
+
+
 def data_version(name: str, root: Path, input_files: tuple[str, ...], settings: dict) -> DataVersion:
     """Hash the raw files (named in errors when missing) and the keyed settings of one dataset."""
     files = hashlib.sha256(name.encode())
@@ -55,5 +69,5 @@ def data_version(name: str, root: Path, input_files: tuple[str, ...], settings: 
         files.update(b"\0" + relative.encode() + b"\0" + file_sha256(path).encode())
     files_hex = files.hexdigest()
     whole = hashlib.sha256(files_hex.encode())
-    whole.update(json.dumps(keyed_settings(settings), sort_keys=True, default=str).encode())
+    whole.update(json.dumps(changed_settings(settings), sort_keys=True, default=str).encode())
     return DataVersion(name, files_hex, whole.hexdigest())
