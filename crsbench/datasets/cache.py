@@ -15,7 +15,7 @@ import os
 import pickle
 import shutil
 import tempfile
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -171,12 +171,11 @@ def load_or_build(spec: DatasetSpec, cache_dir: Path) -> DatasetBundle:
     bundle = _try_read(entry, key)
     if bundle is not None:
         return bundle
-    try:
-        lock = _building(entry)
-        lock.__enter__()
-    except OSError:                      # a read-only cache dir: build without caching
-        lock = None
-    try:
+    with ExitStack() as stack:
+        try:
+            stack.enter_context(_building(entry))
+        except OSError:                  # a read-only cache dir: build without the lock
+            pass
         bundle = _try_read(entry, key)   # built by another process while this one waited
         if bundle is not None:
             return bundle
@@ -188,6 +187,3 @@ def load_or_build(spec: DatasetSpec, cache_dir: Path) -> DatasetBundle:
         except OSError as exc:
             logger.warning(f"could not write the preprocessing cache {entry} ({exc}); continuing without it")
         return bundle
-    finally:
-        if lock is not None:
-            lock.__exit__(None, None, None)
