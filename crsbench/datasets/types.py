@@ -69,19 +69,25 @@ class Vocabulary:
     END = "__end__"
     UNK = "__unk__"
     SPECIALS = (PAD, START, END, UNK)
+    PAD_ID, START_ID, END_ID, UNK_ID = range(4)          # their ids: SPECIALS come first, in this order
 
     def __post_init__(self) -> None:
+        if tuple(self.tokens[:len(self.SPECIALS)]) != self.SPECIALS:
+            from crsbench.errors import DataError
+            raise DataError(f"a vocabulary must start with {', '.join(self.SPECIALS)} (their ids are fixed), "
+                            f"got {self.tokens[:4]}", hint="rebuild the preprocessing cache (delete it)")
         self.index = {t: i for i, t in enumerate(self.tokens)}
 
     def __len__(self) -> int:
         return len(self.tokens)
 
     def id(self, token: str) -> int:
-        return self.index.get(token, 3)
+        return self.index.get(token, self.UNK_ID)
 
     def encode(self, tokens: list[str]) -> list[int]:
         get = self.index.get
-        return [get(t, 3) for t in tokens]
+        unk = self.UNK_ID
+        return [get(t, unk) for t in tokens]
 
 
 @dataclass

@@ -123,8 +123,9 @@ class CRSModel(nn.Module):
         if type(self).decode_step is CRSModel.decode_step:
             raise NotImplementedError(f"{type(self).__name__} does not generate responses")
         state, size = self.decode_start(batch)
-        ids = decode(self.decode_step, state, size, self.data.vocab.index[self.data.vocab.START],
-                     self.data.vocab.index[self.data.vocab.END], max_length, beam_size, self.device)
+        vocab = self.data.vocab
+        ids = decode(self.decode_step, state, size, vocab.START_ID, vocab.END_ID, max_length, beam_size,
+                     self.device)
         tokens = self.data.vocab.tokens
         return [[tokens[i] for i in row] for row in ids]
 

@@ -23,7 +23,7 @@ from crsbench.models.layers import pad_ids
 from crsbench.models.transformer import (DecoderCache, Memory, TokenEmbedding, TransformerDecoder,
                                          TransformerEncoder)
 
-PAD_ID, START_ID, END_ID = 0, 1, 2          # Vocabulary.SPECIALS order
+PAD_ID, START_ID, END_ID = Vocabulary.PAD_ID, Vocabulary.START_ID, Vocabulary.END_ID
 
 #: The conversation settings these models share: listed first in their `config_file`.
 CONVERSATION_CONFIG = Path(__file__).with_name("conversation.yaml")
