@@ -8,6 +8,7 @@ perplexity comes from the model's NLL of the gold responses. Keys are "gen/<metr
 """
 from __future__ import annotations
 
+import inspect
 import json
 import sys
 from pathlib import Path
@@ -21,7 +22,7 @@ from crsbench.atomic import atomic_write
 from crsbench.datasets.instances import RecInstance, Sample, SplitInstances
 from crsbench.datasets.text import detokenize, is_mention, render_mentions
 from crsbench.errors import ConfigError, TrainingError
-from crsbench.metrics.generation import cut_response, generation_metrics, perplexity
+from crsbench.metrics.generation import cut_response, distinct, generation_metrics, perplexity
 from crsbench.metrics.recommendation import check_ks, ranking_metrics, target_ranks
 from crsbench.models.base import CONV, REC, CRSModel, move_to
 
@@ -129,14 +130,31 @@ def _query(sample: Sample, first: dict[int, RecInstance]) -> RecInstance:
 
 
 @torch.no_grad()
+def _generate_options(model: CRSModel, beam_size: int, no_repeat_ngram: int) -> dict:
+    """The keyword options this model's generate() takes: `full` (greedy rows uncut, for the
+    release's Dist-n) and `no_repeat_ngram`; a plugin with the plain signature gets neither."""
+    accepted = inspect.signature(model.generate).parameters
+    options = {}
+    if "full" in accepted and beam_size == 1:
+        options["full"] = True
+    if no_repeat_ngram:
+        if "no_repeat_ngram" not in accepted:
+            raise ConfigError(f"eval.no_repeat_ngram: {type(model).__name__}.generate does not take it",
+                              hint="set eval.no_repeat_ngram=0 for this model")
+        options["no_repeat_ngram"] = no_repeat_ngram
+    return options
+
+
 def evaluate_generation(model: CRSModel, split: SplitInstances, batch_size: int, max_length: int,
-                        beam_size: int) -> tuple[dict[str, float], list[dict]]:
+                        beam_size: int, no_repeat_ngram: int = 0) -> tuple[dict[str, float], list[dict]]:
     """Generate a response for every sample of `split` and score them ("gen/<metric>") plus records.
 
     Records (one per sample): sample_id, conv_id, turn_index, context (texts of the earlier turns),
     gold, generated, generated_items, gold_items, context_items (entity ids), the response's
-    bleu@1..4, its gold-token nll and tokens (when the model scores responses), and recommended
-    (top-10 item entity ids) when the model also recommends.
+    bleu@1..4, its gold-token nll and tokens (when the model scores responses), recommended
+    (top-10 item entity ids) when the model also recommends, and with greedy decoding
+    generated_release: every non-special token of the max_length decoded, after the end token too,
+    as the KGSF release's vector2sentence keeps them (its Dist-n: "dist_release@n").
     A model whose response_nll is not implemented gets no "gen/ppl" (logged, not an error).
     """
     _check_batch_size(batch_size)
@@ -151,6 +169,9 @@ def evaluate_generation(model: CRSModel, split: SplitInstances, batch_size: int,
     for inst in split.rec:
         first.setdefault(inst.sample.sample_id, inst)
     generated: dict[int, list[str]] = {}           # sample id -> response
+    release: dict[int, list[str]] = {}             # sample id -> the release's view of the decoding
+    options = _generate_options(model, beam_size, no_repeat_ngram)
+    specials = set(model.data.vocab.SPECIALS)
     recommended: dict[int, list[int]] = {}
     # batches of similar context length waste less work on padding; results return to split order
     by_length = sorted(split.samples, key=lambda s: sum(len(t.tokens) for t in s.context))
@@ -161,13 +182,15 @@ def evaluate_generation(model: CRSModel, split: SplitInstances, batch_size: int,
         with model.inference():
             for chunk in _batches(by_length, batch_size, f"generate {split.split}"):
                 batch = move_to(model.collate(chunk, CONV), model.device)
-                out = model.generate(batch, max_length, beam_size)
+                out = model.generate(batch, max_length, beam_size, **options)
                 if len(out) != len(chunk):
                     raise TrainingError(f"{type(model).__name__}.generate returned {len(out)} responses "
                                         f"for {len(chunk)} samples",
                                         hint="return one token list per sample of the batch")
                 for sample, response in zip(chunk, out):
                     generated[sample.sample_id] = cut_response(response)
+                    if options.get("full"):
+                        release[sample.sample_id] = [t for t in response if t not in specials]
                 if scores_nll:
                     try:
                         sums, count = model.response_nll(batch)
@@ -189,6 +212,10 @@ def evaluate_generation(model: CRSModel, split: SplitInstances, batch_size: int,
     references = [s.response.tokens for s in split.samples]
     per_response: dict[str, list[float]] = {}
     metrics = generation_metrics(generated, references, is_mention, per_response)
+    released = [release[s.sample_id] for s in split.samples] if release else []
+    if released:
+        for n in (2, 3, 4):
+            metrics[f"dist_release@{n}"] = distinct(released, n)[0]
     if scores_nll:
         metrics["ppl"] = perplexity([nll[s.sample_id][0] for s in split.samples] or 0.0,
                                     [nll[s.sample_id][1] for s in split.samples] or 0)
@@ -209,6 +236,8 @@ def evaluate_generation(model: CRSModel, split: SplitInstances, batch_size: int,
                   **{name: scores[i] for name, scores in per_response.items()}}
         if scores_nll:
             record["nll"], record["tokens"] = nll[sample.sample_id]
+        if released:
+            record["generated_release"] = " ".join(released[i])
         if recommends:
             record["recommended"] = [items[j] for j in recommended[i]]
             record["recommended_titles"] = [titles.get(items[j], "") for j in recommended[i]]

@@ -70,7 +70,7 @@ def _evaluate(model: CRSModel, data: LoadedDataset, config: dict, run: RunDir,
             metrics.update({f"{split}/{k}": v for k, v in found.items()})
         if CONV in tasks:
             found, gen_records = evaluate_generation(model, instances, ev["batch_size"], ev["max_length"],
-                                                     ev["beam_size"])
+                                                     ev["beam_size"], ev.get("no_repeat_ngram", 0))
             metrics.update({f"{split}/{k}": v for k, v in found.items()})
         write_outcomes(run.outcomes(split), from_records(rec_records, gen_records, ev["views"]))
         if dump:

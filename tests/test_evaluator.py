@@ -220,3 +220,34 @@ def test_generation_batches_by_length_but_reports_in_split_order(tiny_bundle):
     assert [r["sample_id"] for r in records] == [1, 0]
     assert records[0]["generated"] == "is good" and records[1]["generated"] == "@101 is good"
     assert model.seen == [0, 1]                          # asked in length order
+
+
+def test_release_dist_keeps_the_words_after_the_end_token(tiny_bundle):
+    """With greedy decoding, dist_release@n scores every non-special token of the whole decoding, as
+    the KGSF release's vector2sentence does; crsbench's dist@n stops at the end token."""
+    class FullTalker(FixedTalker):
+        FULL = {0: ["@101", "is", "good", "__end__", "good", "movie", "__unk__"],
+                1: ["is", "good", "__end__", "__pad__", "good", "movie"]}
+
+        def generate(self, batch, max_length, beam_size=1, no_repeat_ngram=0, full=False):
+            assert not no_repeat_ngram
+            return [self.FULL[i] if full else self.RESPONSES[i] for i in batch["ids"]]
+
+    metrics, records = evaluate_generation(FullTalker(tiny_bundle), build_instances(tiny_bundle)["test"], 1, 20, 1)
+    # release tokens: [@101 is good good movie], [is good good movie]
+    # bigrams: (@101,is) (is,good) (good,good) (good,movie) | (is,good) (good,good) (good,movie): 4 distinct
+    assert metrics["gen/dist_release@2"] == pytest.approx(4 / 2)
+    assert metrics["gen/dist@2"] == pytest.approx(1.0)                # the cut responses, as before
+    assert records[0]["generated_release"] == "@101 is good good movie"
+    # beam search has no tokens after the end: no release variant
+    beam, _ = evaluate_generation(FullTalker(tiny_bundle), build_instances(tiny_bundle)["test"], 1, 20, 2)
+    assert "gen/dist_release@2" not in beam and "gen/dist@2" in beam
+
+
+def test_no_repeat_ngram_blocks_a_repeated_bigram():
+    from crsbench.models.decoding import block_repeats
+    history = torch.tensor([[5, 6, 7, 5], [1, 2, 3, 4]])
+    out = block_repeats(torch.zeros(2, 10), history, 2)
+    assert out[0, 6] == float("-inf") and torch.isfinite(out[0]).sum() == 9     # "5 6" seen: 6 banned after 5
+    assert torch.isfinite(out[1]).all()
+    assert torch.equal(block_repeats(torch.zeros(2, 10), history, 0), torch.zeros(2, 10))

@@ -79,11 +79,12 @@ def _rec(ranks, views=("all",)):
 
 def test_outcomes_round_trip(tmp_path):
     gen = GenOutcomes(np.array(["c1|1", "c2|3"]), {"bleu@2": np.array([0.1, 0.0]), "items": np.array([1.0, 0.0])},
-                      [["i", "like", "@1"], []])
+                      [["i", "like", "@1"], []], [["i", "like", "@1", "it"], ["so"]])
     write_outcomes(tmp_path / "o.npz", Outcomes(_rec([1, 7, 60]), gen))
     back = read_outcomes(tmp_path / "o.npz")
     assert back.rec.ranks.tolist() == [1, 7, 60] and back.rec.keys.tolist()[1] == "c1|1|1"
     assert back.gen.responses == [["i", "like", "@1"], []]
+    assert back.gen.release == [["i", "like", "@1", "it"], ["so"]]
     assert back.gen.scores["bleu@2"].tolist() == [0.1, 0.0]
 
 

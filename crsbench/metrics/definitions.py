@@ -35,6 +35,8 @@ METRICS: tuple[Metric, ...] = (
            "instance"),
     Metric("dist@n", "distinct word n-grams over all responses / number of responses (KGSF), n = 2, 3, 4",
            True, GEN, "corpus"),
+    Metric("dist_release@n", "dist@n as the KGSF release scores it: on every non-special token of the greedy "
+           "decoding, words after the end token included (greedy only)", True, GEN, "corpus"),
     Metric("dist_ratio@n", "distinct word n-grams / all word n-grams of the responses, n = 2, 3, 4", True, GEN,
            "corpus"),
     Metric("item_ratio", "movie mentions (@<movieId> tokens) in generated responses / number of responses "

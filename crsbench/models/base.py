@@ -114,7 +114,8 @@ class CRSModel(nn.Module):
         "entities") as its first word, and optionally "gate" -> [B] (the share of the first side)."""
         raise NotImplementedError(f"{type(self).__name__} does not expose its attention")
 
-    def generate(self, batch: Any, max_length: int, beam_size: int = 1) -> list[list[str]]:
+    def generate(self, batch: Any, max_length: int, beam_size: int = 1, no_repeat_ngram: int = 0,
+                 full: bool = False) -> list[list[str]]:
         """Response tokens (cut at the end token) for each sample of a CONV batch.
 
         The default decodes greedily or with beam search (crsbench/models/decoding.py) through
@@ -125,7 +126,7 @@ class CRSModel(nn.Module):
         state, size = self.decode_start(batch)
         vocab = self.data.vocab
         ids = decode(self.decode_step, state, size, vocab.START_ID, vocab.END_ID, max_length, beam_size,
-                     self.device)
+                     self.device, no_repeat_ngram, full)
         tokens = self.data.vocab.tokens
         return [[tokens[i] for i in row] for row in ids]
 

@@ -19,27 +19,44 @@ class DecodeState(Protocol):
 Step = Callable[[torch.Tensor, Any], tuple[torch.Tensor, Any]]
 
 
+def block_repeats(log_probs: torch.Tensor, history: torch.Tensor, n: int) -> torch.Tensor:
+    """log_probs [N, V] with -inf for every token that would repeat an n-gram already in the row's
+    history [N, t] (its generated tokens): `eval.no_repeat_ngram`, off (0) by default as in the paper."""
+    if n <= 0 or history.shape[1] < n - 1:
+        return log_probs
+    log_probs = log_probs.clone()
+    rows = history.tolist()
+    for r, seq in enumerate(rows):
+        prefix = seq[len(seq) - (n - 1):] if n > 1 else []
+        banned = {seq[i + n - 1] for i in range(len(seq) - n + 1) if seq[i:i + n - 1] == prefix}
+        if banned:
+            log_probs[r, list(banned)] = float("-inf")
+    return log_probs
+
+
 @torch.no_grad()
 def greedy(step: Step, state: DecodeState, batch_size: int, start_id: int, end_id: int,
-           max_length: int, device: torch.device) -> list[list[int]]:
-    """The most likely token at every step; each sequence stops after its end token."""
+           max_length: int, device: torch.device, no_repeat_ngram: int = 0, full: bool = False) -> list[list[int]]:
+    """The most likely token at every step; each sequence stops after its end token. `full`: decode
+    all max_length steps and return every row uncut (the KGSF release scores Dist-n on these)."""
     tokens = torch.full((batch_size, 1), start_id, dtype=torch.long, device=device)
     out = torch.empty(batch_size, 0, dtype=torch.long, device=device)
     done = torch.zeros(batch_size, dtype=torch.bool, device=device)
     for _ in range(max_length):
         log_probs, state = step(tokens, state)
+        log_probs = block_repeats(log_probs, out, no_repeat_ngram)
         tokens = log_probs.argmax(dim=-1, keepdim=True)
         out = torch.cat([out, tokens], dim=1)
         done |= tokens.squeeze(1) == end_id
-        if bool(done.all()):
+        if bool(done.all()) and not full:
             break
-    return [_cut(row, end_id) for row in out.tolist()]
+    return out.tolist() if full else [_cut(row, end_id) for row in out.tolist()]
 
 
 @torch.no_grad()
 def beam_search(step: Step, state: DecodeState, batch_size: int, start_id: int, end_id: int,
                 max_length: int, beam_size: int, device: torch.device,
-                length_penalty: float = 0.0) -> list[list[int]]:
+                length_penalty: float = 0.0, no_repeat_ngram: int = 0) -> list[list[int]]:
     """Beam search with `beam_size` hypotheses per sample.
 
     A hypothesis is finished when it emits the end token; its score is the sum of its token
@@ -60,6 +77,7 @@ def beam_search(step: Step, state: DecodeState, batch_size: int, start_id: int, 
 
     for t in range(max_length):
         log_probs, state = step(history[:, -1:], state)
+        log_probs = block_repeats(log_probs, history[:, 1:], no_repeat_ngram)
         vocab = log_probs.shape[-1]
         cand = (scores.unsqueeze(-1) + log_probs.float().view(batch_size, k, vocab)).view(batch_size, -1)
         top_scores, top_index = cand.topk(min(2 * k, cand.shape[1]), dim=1)
@@ -115,8 +133,10 @@ def _cut(ids: list[int], end_id: int) -> list[int]:
 
 
 def decode(step: Step, state: DecodeState, batch_size: int, start_id: int, end_id: int,
-           max_length: int, beam_size: int, device: torch.device) -> list[list[int]]:
-    """Greedy for beam_size 1, beam search otherwise."""
+           max_length: int, beam_size: int, device: torch.device, no_repeat_ngram: int = 0,
+           full: bool = False) -> list[list[int]]:
+    """Greedy for beam_size 1 (uncut rows with `full`), beam search otherwise (always cut)."""
     if beam_size <= 1:
-        return greedy(step, state, batch_size, start_id, end_id, max_length, device)
-    return beam_search(step, state, batch_size, start_id, end_id, max_length, beam_size, device)
+        return greedy(step, state, batch_size, start_id, end_id, max_length, device, no_repeat_ngram, full)
+    return beam_search(step, state, batch_size, start_id, end_id, max_length, beam_size, device,
+                       no_repeat_ngram=no_repeat_ngram)

@@ -34,6 +34,7 @@ class GenOutcomes:
     scores: dict[str, np.ndarray]          # "bleu@1".."bleu@4", "items", "item_share", "item_distinct",
                                            # "nll", "tokens" -> float64 [n]
     responses: list[list[str]]             # cut response tokens
+    release: list[list[str]] | None = None  # the release's view (greedy; see evaluator), if scored
 
 
 @dataclass
@@ -67,8 +68,10 @@ def from_records(rec_records: Sequence[dict], gen_records: Sequence[dict], views
         scores["items"] = np.array([len(m) for m in mentions], dtype=np.float64)
         scores["item_share"] = np.array([bool(m) for m in mentions], dtype=np.float64)
         scores["item_distinct"] = np.array([len(set(m)) for m in mentions], dtype=np.float64)
+        release = ([r["generated_release"].split() for r in gen_records]
+                   if "generated_release" in gen_records[0] else None)
         out.gen = GenOutcomes(np.array([gen_key(r["conv_id"], r["turn_index"]) for r in gen_records]), scores,
-                              responses)
+                              responses, release)
     return out
 
 
@@ -84,10 +87,13 @@ def write_outcomes(path: str | Path, outcomes: Outcomes) -> None:
         arrays["gen_keys"] = outcomes.gen.keys.astype(str)
         for name, values in outcomes.gen.scores.items():
             arrays[f"gen_score_{name}"] = values
-        lengths = np.array([len(r) for r in outcomes.gen.responses], dtype=np.int64)
-        arrays["gen_response_lengths"] = lengths
-        arrays["gen_response_tokens"] = np.array([t for r in outcomes.gen.responses for t in r] or [""],
-                                                 dtype=str)[:int(lengths.sum())]
+        for name, responses in (("response", outcomes.gen.responses), ("release", outcomes.gen.release)):
+            if responses is None:
+                continue
+            lengths = np.array([len(r) for r in responses], dtype=np.int64)
+            arrays[f"gen_{name}_lengths"] = lengths
+            arrays[f"gen_{name}_tokens"] = np.array([t for r in responses for t in r] or [""],
+                                                    dtype=str)[:int(lengths.sum())]
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **arrays)
     atomic_write_bytes(path, buffer.getvalue())
@@ -111,8 +117,11 @@ def read_outcomes(path: str | Path) -> Outcomes:
         out.rec = RecOutcomes(arrays["rec_keys"], arrays["rec_ranks"], views)
     if "gen_keys" in arrays:
         scores = {k[len("gen_score_"):]: v for k, v in arrays.items() if k.startswith("gen_score_")}
-        lengths, tokens = arrays["gen_response_lengths"], arrays["gen_response_tokens"].tolist()
-        ends = np.cumsum(lengths)
-        responses = [tokens[e - n:e] for n, e in zip(lengths.tolist(), ends.tolist())]
-        out.gen = GenOutcomes(arrays["gen_keys"], scores, responses)
+        def token_lists(name: str) -> list[list[str]] | None:
+            if f"gen_{name}_lengths" not in arrays:
+                return None
+            lengths, tokens = arrays[f"gen_{name}_lengths"], arrays[f"gen_{name}_tokens"].tolist()
+            ends = np.cumsum(lengths)
+            return [tokens[e - n:e] for n, e in zip(lengths.tolist(), ends.tolist())]
+        out.gen = GenOutcomes(arrays["gen_keys"], scores, token_lists("response"), token_lists("release"))
     return out

@@ -82,7 +82,11 @@ def _corpus(column: str, sides: list[list[str]], split: str, keys: list[str]) ->
     if spec.name == "ppl":
         return [[sig.perplexity_statistic(g.scores["nll"][rows], g.scores["tokens"][rows]) for g, rows in side]
                 for side in gens]
-    flat = sig.distinct_statistics([[g.responses[i] for i in rows] for side in gens for g, rows in side], n,
+    if spec.name == "dist_release@n" and any(g.release is None for side in gens for g, _ in side):
+        raise DataError("no release-view responses stored (scored with beam search?)",
+                        hint="score the runs again with greedy decoding: crsbench evaluate --run RUN")
+    texts = (lambda g: g.release) if spec.name == "dist_release@n" else (lambda g: g.responses)
+    flat = sig.distinct_statistics([[texts(g)[i] for i in rows] for side in gens for g, rows in side], n,
                                    ratio=spec.name == "dist_ratio@n")
     out, start = [], 0
     for side in gens:

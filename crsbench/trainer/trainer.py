@@ -350,7 +350,8 @@ class Trainer:
         if stage.validate != CONV or n <= 0:
             return {}
         valid = self.instances["valid"].head(ev.get("max_samples")).sample(n, seed=0)
-        metrics, _ = evaluate_generation(self.model, valid, ev["batch_size"], ev["max_length"], 1)
+        metrics, _ = evaluate_generation(self.model, valid, ev["batch_size"], ev["max_length"], 1,
+                                         ev.get("no_repeat_ngram", 0))
         return {k: v for k, v in metrics.items() if not k.endswith("/count")}
 
     def _append_history(self, stage: Stage, entry: dict) -> None:
