@@ -43,27 +43,14 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _current_data_version(dataset: str, data_dir: str | None) -> str | None:
-    """The hash of the dataset's raw files in the data directory, None (with a warning) if absent."""
-    from crsbench.datasets.base import resolve_data_dir
-    from crsbench.errors import DataError
-    from crsbench.registry import get_dataset
-    spec = get_dataset(dataset)(resolve_data_dir(data_dir), {})
-    try:
-        return spec.data_version().files
-    except DataError as exc:
-        logger.warning(f"{exc.message}: cannot tell which data version is current, so runs on every data "
-                       "version are shown")
-        return None
-
-
 def _cmd_compare(args: argparse.Namespace) -> int:
     from crsbench.atomic import atomic_write_text
+    from crsbench.datasets.loader import current_data_version
     from crsbench.registry import get_dataset
     from crsbench.results.compare import compare
     from crsbench.results.store import results_db
     get_dataset(args.dataset)                       # an unknown dataset is an error, not an empty table
-    version = None if args.all_data else _current_data_version(args.dataset, args.data_dir)
+    version = None if args.all_data else current_data_version(args.dataset, args.data_dir)
     table = compare(results_db(args.output_dir), args.dataset, split=args.split,
                     metrics=args.metrics.split(",") if args.metrics else None, data_version=version)
     if args.baseline or args.ci:
@@ -118,9 +105,10 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     else:
         if not args.dataset:
             raise ConfigError(f"plot {args.figure} needs --dataset", hint="e.g. --dataset redial")
+        from crsbench.datasets.loader import current_data_version
         from crsbench.registry import get_dataset
         get_dataset(args.dataset)
-        version = None if args.all_data else _current_data_version(args.dataset, args.data_dir)
+        version = None if args.all_data else current_data_version(args.dataset, args.data_dir)
         draw = {"mim-curve": plots.mim_curve, "ablation": plots.ablation, "data-curve": plots.data_curve}
         draw[args.figure](results_db(args.output_dir), args.dataset, out, version)
     print(f"wrote {out}")

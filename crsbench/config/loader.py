@@ -296,17 +296,17 @@ def check_ranges(config: dict, splits: Sequence[str], sources: dict[str, str] | 
         fail("run.seed", f"{seed!r} is not an integer in 0..{SEED_MAX}", "use e.g. --seed 1")
     for stage in config["stages"]:
         settings = stage_settings(config, stage)
+        where = {k: f"stages.{stage}.{k}" if k in (config["stages"][stage] or {}) else f"train.{k}" for k in settings}
         for key in _POSITIVE:
             value = settings.get(key)
             if value is not None and not value > 0:
-                own = f"stages.{stage}.{key}" if key in (config["stages"][stage] or {}) else f"train.{key}"
-                fail(own, f"must be > 0 (stage '{stage}'), got {value!r}", f"e.g. --set {own}=0.001"
-                     if key == "lr" else f"give {own} a positive value")
+                fail(where[key], f"must be > 0 (stage '{stage}'), got {value!r}",
+                     f"e.g. --set {where[key]}=0.001" if key == "lr" else f"give {where[key]} a positive value")
         for key, low in _AT_LEAST.items():
             value = settings.get(key)
             if value is not None and value < low:
-                own = f"stages.{stage}.{key}" if key in (config["stages"][stage] or {}) else f"train.{key}"
-                fail(own, f"must be >= {low} (stage '{stage}'), got {value!r}", f"give {own} a value >= {low}")
+                fail(where[key], f"must be >= {low} (stage '{stage}'), got {value!r}",
+                     f"give {where[key]} a value >= {low}")
     fraction = config["data"].get("train_fraction", 1.0)
     if not 0 < fraction <= 1:
         fail("data.train_fraction", f"must be in (0, 1], got {fraction!r}", "e.g. --set data.train_fraction=0.5")

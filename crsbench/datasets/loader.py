@@ -29,6 +29,18 @@ def dataset_spec(name: str, data_settings: dict, data_dir: str | Path | None = N
     return get_dataset(name)(resolve_data_dir(data_dir or data_settings.get("dir")), data_settings)
 
 
+def current_data_version(name: str, data_dir: str | Path | None = None) -> str | None:
+    """The data version (the raw files' hash) the data directory holds now for a dataset: what
+    `compare`, `plot` and `sweep` show results of by default. None, with a warning, when files are
+    missing (then every data version is shown)."""
+    try:
+        return dataset_spec(name, {}, data_dir).data_version().files
+    except DataError as exc:
+        logger.warning(f"{exc.message}: cannot tell which data version is current, so runs on every data "
+                       "version are shown")
+        return None
+
+
 def _check_not_empty(spec: DatasetSpec, instances: dict[str, SplitInstances]) -> None:
     """A split without samples or recommendation instances would train on nothing or score 0.0."""
     for split in spec.splits:

@@ -146,13 +146,13 @@ def run_sweep(sweep: Sweep, executor, data_dir: str | None = None) -> SweepRepor
 
 def sweep_table(sweep: Sweep, data_dir: str | None = None) -> str:
     """`crsbench compare` of each dataset, restricted to the sweep's rows."""
+    from crsbench.datasets.loader import current_data_version
     from crsbench.results.compare import compare
     out = []
     root = Path(sweep.output_dir or "runs")
     datasets = list(dict.fromkeys(d for r in sweep.rows for d in r.datasets))
-    planner = Planner(sweep, data_dir)
     for dataset in datasets:
-        version = planner.fingerprint_files(dataset)
+        version = current_data_version(dataset, data_dir)
         table = compare(results_db(root), dataset, data_version=version)
         keep = {(r.model, r.tag, r.protocol or "crsbench") for r in sweep.rows if dataset in r.datasets}
         table.rows = [row for row in table.rows if (row.model, row.tag, row.protocol) in keep]

@@ -75,14 +75,6 @@ class Planner:
             self._fingerprints[key] = dataset_spec(dataset, data, self.data_dir).data_version().fingerprint
         return self._fingerprints[key]
 
-    def fingerprint_files(self, dataset: str) -> str | None:
-        """The data version (raw files' hash) the data directory holds for `dataset`, None if absent."""
-        from crsbench.datasets.loader import dataset_spec
-        try:
-            return dataset_spec(dataset, {}, self.data_dir).data_version().files
-        except CrsbenchError:
-            return None
-
     def _candidates(self, root: Path, dataset: str, model: str) -> list[tuple[RunDir, dict, dict]]:
         """(run, meta, config) of every readable run of a model on a dataset, newest last."""
         key = root / dataset
