@@ -20,15 +20,15 @@ import torch.nn.functional as F
 from crsbench import register_model
 from crsbench.datasets.instances import RecInstance, Sample
 from crsbench.datasets.types import DatasetBundle
-from crsbench.models.base import CONV, REC, CRSModel, Stage
-from crsbench.models.conversation import (CONVERSATION_CONFIG, GenerationState, ResponseGenerator, collate_conversation,
-                                          mean_nll, packed_nll)
+from crsbench.models.base import CONV, REC, Stage
+from crsbench.models.conversation import (CONVERSATION_CONFIG, ConversationModel, GenerationState, ResponseGenerator,
+                                          collate_conversation)
 from crsbench.models.graph import FeaturelessRGCN
 from crsbench.models.layers import AttentionPooling, pad_ids
 
 
 @register_model("kbrd")
-class KBRD(CRSModel):
+class KBRD(ConversationModel):
     """KBRD: R-GCN entity encoder + self-attentive user representation, Transformer with a
     user-dependent vocabulary bias."""
 
@@ -96,35 +96,16 @@ class KBRD(CRSModel):
         cache = self.generator.decoder.start([self.generator.encode(batch)])
         return GenerationState(cache, {"bias": self.vocab_bias(user)}), batch["context"].shape[0]
 
-    def _log_probs(self, hidden: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-        """Vocabulary logits R E^T plus the user's vocabulary bias b_u, normalised."""
-        return torch.log_softmax((self.generator.vocab_logits(hidden) + bias.unsqueeze(1)).float(), dim=-1)
+    def advance(self, tokens: torch.Tensor, state: GenerationState,
+                keep: torch.Tensor | None = None) -> tuple[torch.Tensor, GenerationState]:
+        hidden, cache = self.generator.decoder(tokens, state.cache, keep)
+        return hidden, GenerationState(cache, state.extras)
 
-    def decode_step(self, last_tokens: torch.Tensor, state: GenerationState) -> tuple[torch.Tensor, GenerationState]:
-        hidden, cache = self.generator.decoder(last_tokens, state.cache)
-        return self._log_probs(hidden[:, -1:], state.extras["bias"])[:, 0], GenerationState(cache, state.extras)
-
-    def _decoder_states(self, batch: dict) -> tuple[torch.Tensor, dict]:
-        state, _ = self.decode_start(batch)
-        hidden, _ = self.generator.decoder(batch["response_in"], state.cache)
-        return hidden, state.extras
-
-    def teacher_forced_log_probs(self, batch: dict) -> torch.Tensor:
-        """log P [B, T, V] at every response position given the gold prefix."""
-        hidden, extras = self._decoder_states(batch)
-        return self._log_probs(hidden, extras["bias"])
-
-    def _teacher_forced(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-sample NLL and count of the gold response tokens (only those are scored)."""
-        hidden, extras = self._decoder_states(batch)
-        return packed_nll(hidden, extras, batch["response"], batch["response_mask"],
-                          lambda h, ex: self._log_probs(h, ex["bias"]))
-
-    def conv_loss(self, batch: dict) -> torch.Tensor:
-        return mean_nll(*self._teacher_forced(batch))
-
-    def response_nll(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        return self._teacher_forced(batch)
+    def token_logits(self, hidden: torch.Tensor, extras: dict[str, torch.Tensor],
+                     training: bool = False) -> torch.Tensor:
+        """Vocabulary logits R E^T plus the user's vocabulary bias b_u."""
+        bias = extras["bias"]
+        return self.generator.vocab_logits(hidden) + (bias.unsqueeze(1) if hidden.dim() == 3 else bias)
 
     def rec_loss(self, batch: dict) -> torch.Tensor:
         return F.cross_entropy(self.recommend(batch), batch["target"])

@@ -19,7 +19,7 @@ from crsbench.datasets.instances import Sample
 from crsbench.datasets.types import DatasetBundle, Vocabulary
 from crsbench.errors import ConfigError
 from crsbench.models.conversation import END_ID, PAD_ID, START_ID
-from crsbench.models.layers import pad_ids
+from crsbench.models.layers import pad_ids, scores_precision
 
 
 def collate_turns(samples: Sequence[Sample], vocab: Vocabulary, max_turns: int, max_turn_tokens: int,
@@ -70,6 +70,11 @@ class SwitchState:
 
     def select(self, index: torch.Tensor) -> "SwitchState":
         return SwitchState(self.hidden.index_select(0, index), self.item_log_probs.index_select(0, index))
+
+    @property
+    def extras(self) -> dict[str, torch.Tensor]:
+        """What the output layer needs per row (ConversationModel's name for it)."""
+        return {"items": self.item_log_probs}
 
 
 class HierarchicalEncoder(nn.Module):
@@ -123,21 +128,22 @@ class SwitchingDecoder(nn.Module):
         """The decoder's first hidden state [B, H] from the context state."""
         return self.init(context)
 
-    def forward(self, tokens: torch.Tensor, hidden: torch.Tensor,
-                item_log_probs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """tokens [B, L] (teacher forcing or one step), hidden [B, H], item_log_probs [B, K]
-        -> log P [B, L, V] under the switch, and the last hidden state [B, H]."""
+    def forward(self, tokens: torch.Tensor, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """tokens [B, L] (teacher forcing or one step), hidden [B, H] -> the GRU's outputs [B, L, H]
+        (after dropout: what the output layer reads) and the last hidden state [B, H]."""
         outputs, last = self.gru(self.dropout(self.embedding(tokens)), hidden.unsqueeze(0).contiguous())
-        outputs = self.dropout(outputs)
-        word = F.log_softmax(self.output(outputs).float(), dim=-1)
+        return self.dropout(outputs), last[0]
+
+    def log_probs(self, outputs: torch.Tensor, item_log_probs: torch.Tensor) -> torch.Tensor:
+        """log P [B, L, V] under the switch for GRU outputs [B, L, H] and item_log_probs [B, K]."""
+        word = F.log_softmax(scores_precision(self.output(outputs)), dim=-1)
         if self.switch is None:
-            return word, last[0]
-        gate = self.switch(outputs).float()                                                  # [B, L, 1]
+            return word
+        gate = scores_precision(self.switch(outputs))                                # [B, L, 1]
         mixed = word + F.logsigmoid(-gate)                                                   # log (1-s) P_word
-        movie = F.logsigmoid(gate) + item_log_probs.float().unsqueeze(1)                     # log s P_movie
+        movie = F.logsigmoid(gate) + scores_precision(item_log_probs).unsqueeze(1)  # log s P_movie
         ids = self.item_vocab_ids
-        mixed = mixed.index_copy(-1, ids, torch.logaddexp(mixed.index_select(-1, ids), movie))
-        return mixed, last[0]
+        return mixed.index_copy(-1, ids, torch.logaddexp(mixed.index_select(-1, ids), movie))
 
 
 class HRED(nn.Module):

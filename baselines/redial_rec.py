@@ -34,14 +34,15 @@ from baselines.redial_conv import HRED, SwitchState, collate_turns, mention_voca
 from crsbench import register_model
 from crsbench.datasets.instances import RecInstance, Sample
 from crsbench.datasets.types import DatasetBundle
-from crsbench.models.base import CONV, REC, CRSModel, Stage
-from crsbench.models.conversation import generation_loss, sequence_nll
+from crsbench.models.base import CONV, REC, Stage
+from crsbench.models.conversation import ConversationModel
+from crsbench.models.layers import scores_precision
 
 LIKED, DISLIKED, UNKNOWN = 1.0, -1.0, 0.5
 
 
 @register_model("redial")
-class ReDialRecommender(CRSModel):
+class ReDialRecommender(ConversationModel):
     """ReDial: sentiment-weighted mentioned-movie vector -> autoencoder -> item scores; HRED with a
     switch between words and the recommender's movies for the responses."""
 
@@ -107,21 +108,16 @@ class ReDialRecommender(CRSModel):
         hidden = self.dialogue.start(batch)
         with torch.no_grad():             # the recommender is frozen (and without dropout) here
             scores = self._scores(batch["ratings"]).index_select(1, self.item_columns)
-            item_log_probs = F.log_softmax(scores.float(), dim=-1)
+            item_log_probs = F.log_softmax(scores_precision(scores), dim=-1)
         return SwitchState(hidden, item_log_probs), hidden.shape[0]
 
-    def decode_step(self, last_tokens: torch.Tensor, state: SwitchState) -> tuple[torch.Tensor, SwitchState]:
-        log_probs, hidden = self.dialogue.decoder(last_tokens, state.hidden, state.item_log_probs)
-        return log_probs[:, -1], SwitchState(hidden, state.item_log_probs)
+    def advance(self, tokens: torch.Tensor, state: SwitchState,
+                keep: torch.Tensor | None = None) -> tuple[torch.Tensor, SwitchState]:
+        """The GRU's outputs at every position (a GRU cannot skip positions; `keep` is not used)."""
+        outputs, hidden = self.dialogue.decoder(tokens, state.hidden)
+        return outputs, SwitchState(hidden, state.item_log_probs)
 
-    def _teacher_forced(self, batch: dict) -> torch.Tensor:
-        """log P [B, L, V] of every next token given the gold prefix."""
-        state, _ = self.decode_start(batch)
-        return self.dialogue.decoder(batch["response_in"], state.hidden, state.item_log_probs)[0]
-
-    def conv_loss(self, batch: dict) -> torch.Tensor:
-        """Mean NLL of the gold response tokens under the switch's mixture (padding ignored)."""
-        return generation_loss(self._teacher_forced(batch), batch["response"], batch["response_mask"])
-
-    def response_nll(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        return sequence_nll(self._teacher_forced(batch), batch["response"], batch["response_mask"])
+    def token_log_probs(self, hidden: torch.Tensor, extras: dict[str, torch.Tensor],
+                        training: bool = False) -> torch.Tensor:
+        """The switch's mixture (1 - s) P_word + s P_movie over the vocabulary."""
+        return self.dialogue.decoder.log_probs(hidden, extras["items"])

@@ -10,13 +10,13 @@ import torch
 from crsbench import register_model
 from crsbench.datasets.instances import Sample
 from crsbench.datasets.types import DatasetBundle
-from crsbench.models.base import CONV, CRSModel, Stage
-from crsbench.models.conversation import (CONVERSATION_CONFIG, GenerationState, ResponseGenerator, collate_conversation,
-                                          mean_nll, packed_nll)
+from crsbench.models.base import CONV, Stage
+from crsbench.models.conversation import (CONVERSATION_CONFIG, ConversationModel, GenerationState, ResponseGenerator,
+                                          collate_conversation)
 
 
 @register_model("transformer")
-class Transformer(CRSModel):
+class Transformer(ConversationModel):
     """Encoder-decoder Transformer (2 layers, 2 heads, 300-d, FFN 300, word2vec embeddings)."""
 
     config_file = (CONVERSATION_CONFIG, Path(__file__).with_name("transformer.yaml"))
@@ -34,32 +34,16 @@ class Transformer(CRSModel):
         return collate_conversation(samples, self.data.vocab, conv["max_context_tokens"],
                                     conv["max_response_tokens"])
 
-    def _decoder_states(self, batch: dict) -> torch.Tensor:
-        state, _ = self.decode_start(batch)
-        return self.generator.decoder(batch["response_in"], state.cache)[0]
-
-    def _log_probs(self, hidden: torch.Tensor) -> torch.Tensor:
-        return torch.log_softmax(self.generator.vocab_logits(hidden).float(), dim=-1)
-
-    def teacher_forced_log_probs(self, batch: dict) -> torch.Tensor:
-        """log P [B, T, V] at every response position given the gold prefix."""
-        return self._log_probs(self._decoder_states(batch))
-
-    def _teacher_forced(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-sample NLL and count of the gold response tokens (only those are scored)."""
-        return packed_nll(self._decoder_states(batch), {}, batch["response"], batch["response_mask"],
-                          lambda h, _: self._log_probs(h))
-
-    def conv_loss(self, batch: dict) -> torch.Tensor:
-        return mean_nll(*self._teacher_forced(batch))
-
-    def response_nll(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        return self._teacher_forced(batch)
-
     def decode_start(self, batch: dict) -> tuple[GenerationState, int]:
         cache = self.generator.decoder.start([self.generator.encode(batch)])
         return GenerationState(cache), batch["context"].shape[0]
 
-    def decode_step(self, last_tokens: torch.Tensor, state: GenerationState) -> tuple[torch.Tensor, GenerationState]:
-        hidden, cache = self.generator.decoder(last_tokens, state.cache)
-        return self._log_probs(hidden[:, -1]), GenerationState(cache, state.extras)
+    def advance(self, tokens: torch.Tensor, state: GenerationState,
+                keep: torch.Tensor | None = None) -> tuple[torch.Tensor, GenerationState]:
+        hidden, cache = self.generator.decoder(tokens, state.cache, keep)
+        return hidden, GenerationState(cache, state.extras)
+
+    def token_logits(self, hidden: torch.Tensor, extras: dict[str, torch.Tensor],
+                     training: bool = False) -> torch.Tensor:
+        """Vocabulary logits R E^T with the tied embeddings."""
+        return self.generator.vocab_logits(hidden)

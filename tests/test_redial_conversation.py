@@ -71,10 +71,10 @@ def test_mixture_is_a_distribution_and_its_movie_part_is_the_recommenders(bundle
     model = _model(bundle).eval()
     batch = model.collate(_samples(bundle), CONV)
     with torch.no_grad():
-        log_probs = model._teacher_forced(batch)
+        log_probs = model.teacher_forced_log_probs(batch)
         assert torch.allclose(log_probs.exp().sum(-1), torch.ones(log_probs.shape[:2]), atol=1e-5)
         model.dialogue.decoder.switch.bias.fill_(50.0)          # s ~ 1: only movies
-        movies = model._teacher_forced(batch)[..., model.dialogue.decoder.item_vocab_ids].exp()
+        movies = model.teacher_forced_log_probs(batch)[..., model.dialogue.decoder.item_vocab_ids].exp()
         expected = torch.softmax(model.recommend(batch)[:, model.item_columns], dim=-1)
     assert torch.allclose(movies, expected.unsqueeze(1).expand_as(movies), atol=1e-5)
 
@@ -83,7 +83,7 @@ def test_incremental_decoding_scores_what_teacher_forcing_scores(bundle):
     model = _model(bundle).eval()
     batch = model.collate(_samples(bundle), CONV)
     with torch.no_grad():
-        full = model._teacher_forced(batch)
+        full = model.teacher_forced_log_probs(batch)
         state, size = model.decode_start(batch)
         assert size == len(_samples(bundle))
         steps = []
@@ -118,7 +118,7 @@ def test_without_mention_tokens_it_is_a_plain_hred(tiny_bundle):
         optimizer.step()
     assert torch.isfinite(loss) and model.conv_loss(batch) < first
     with torch.no_grad():
-        log_probs = model.eval()._teacher_forced(batch)
+        log_probs = model.eval().teacher_forced_log_probs(batch)
     assert torch.allclose(log_probs.exp().sum(-1), torch.ones(log_probs.shape[:2]), atol=1e-5)
     _generates(model, samples)
 

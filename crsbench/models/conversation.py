@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -19,11 +19,12 @@ from torch import nn
 from crsbench.datasets.instances import Sample
 from crsbench.datasets.types import DatasetBundle, Vocabulary
 from crsbench.errors import ConfigError
-from crsbench.models.layers import pad_ids
+from crsbench.models.base import CRSModel
+from crsbench.models.layers import pad_ids, scores_precision
 from crsbench.models.transformer import (DecoderCache, Memory, TokenEmbedding, TransformerDecoder,
                                          TransformerEncoder)
 
-PAD_ID, START_ID, END_ID = Vocabulary.PAD_ID, Vocabulary.START_ID, Vocabulary.END_ID
+PAD_ID, START_ID, END_ID, UNK_ID = Vocabulary.PAD_ID, Vocabulary.START_ID, Vocabulary.END_ID, Vocabulary.UNK_ID
 
 #: The conversation settings these models share: listed first in their `config_file`.
 CONVERSATION_CONFIG = Path(__file__).with_name("conversation.yaml")
@@ -68,24 +69,6 @@ def generation_loss(log_probs: torch.Tensor, targets: torch.Tensor, mask: torch.
 def mean_nll(nll: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
     """The batch's mean token NLL from per-sample sums and counts (Eq. 19)."""
     return nll.sum() / count.sum().clamp(min=1)
-
-
-OutputHead = Callable[[torch.Tensor, dict], torch.Tensor]
-
-
-def packed_nll(hidden: torch.Tensor, extras: dict[str, torch.Tensor], targets: torch.Tensor,
-               mask: torch.Tensor, head: OutputHead) -> tuple[torch.Tensor, torch.Tensor]:
-    """`sequence_nll` of `head`'s distribution, computed only where mask is True.
-
-    `head(hidden [N, 1, D], extras with N rows)` returns log-probabilities [N, 1, V]. The projection
-    onto the vocabulary dominates a training step, and ~60% of a ReDial batch's response positions
-    are padding, so this skips them instead of scoring and masking them. Same values as scoring all.
-    """
-    rows, cols = mask.nonzero(as_tuple=True)
-    log_probs = head(hidden[rows, cols].unsqueeze(1), {k: v[rows] for k, v in extras.items()})[:, 0]
-    nll = -log_probs.gather(-1, targets[rows, cols].unsqueeze(-1)).squeeze(-1)
-    per_sample = torch.zeros(mask.shape[0], dtype=nll.dtype, device=nll.device).index_add_(0, rows, nll)
-    return per_sample, mask.sum(dim=1)
 
 
 @dataclass
@@ -133,3 +116,86 @@ class ResponseGenerator(nn.Module):
     def vocab_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Generative logits over the vocabulary: R E^T with the tied embeddings (Pr_1 of Eq. 18)."""
         return F.linear(hidden, self.embedding.weight)
+
+
+class ConversationModel(CRSModel):
+    """A model that generates responses token by token: teacher forcing, the Eq. 19 loss and the
+    response NLL, written once for every generator (Transformer, KBRD, KGSF, ReDial's HRED).
+
+    A model supplies three things: `decode_start` (the state after reading the context; its
+    `extras` are per-row tensors the output layer needs), `advance` (decoder states for new tokens
+    given a state) and its output distribution, either as `token_logits` (a softmax over the
+    vocabulary) or, for anything else, by overriding `token_log_probs` (and, for speed,
+    `token_nll`). Teacher forcing, greedy/beam decoding and the losses then come from here.
+    """
+
+    # --- what a model supplies -------------------------------------------------------------
+    def advance(self, tokens: torch.Tensor, state: Any,
+                keep: torch.Tensor | None = None) -> tuple[torch.Tensor, Any]:
+        """Decoder states [B, T, D] of `tokens` [B, T] following `state`, and the grown state.
+        `keep` [B, T] (teacher forcing): the positions that will be scored; a decoder may then
+        return only those, packed row-major [N, D], and skip work on the others."""
+        raise NotImplementedError(f"{type(self).__name__} does not decode")
+
+    def token_logits(self, hidden: torch.Tensor, extras: dict[str, torch.Tensor],
+                     training: bool = False) -> torch.Tensor:
+        """Unnormalised scores over the vocabulary [..., V] for decoder states [..., D]."""
+        raise NotImplementedError(f"{type(self).__name__} defines token_log_probs instead")
+
+    def token_log_probs(self, hidden: torch.Tensor, extras: dict[str, torch.Tensor],
+                        training: bool = False) -> torch.Tensor:
+        """log P(y) over the vocabulary [B, T, V] for decoder states [B, T, D]. `training`: the
+        distribution the loss uses (they differ only for KGSF's `faithful_original`)."""
+        return torch.log_softmax(scores_precision(self.token_logits(hidden, extras, training)), dim=-1)
+
+    def token_nll(self, hidden: torch.Tensor, extras: dict[str, torch.Tensor], targets: torch.Tensor,
+                  training: bool = False) -> torch.Tensor:
+        """-log P(target) [N] for decoder states [N, D] (extras with N rows)."""
+        if type(self).token_log_probs is ConversationModel.token_log_probs:    # a plain softmax
+            return F.cross_entropy(scores_precision(self.token_logits(hidden, extras, training)), targets,
+                                   reduction="none")
+        log_probs = self.token_log_probs(hidden.unsqueeze(1), extras, training)[:, 0]
+        return -log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+
+    # --- what every generator gets ----------------------------------------------------------
+    def decode_step(self, last_tokens: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
+        hidden, state = self.advance(last_tokens, state)
+        return self.token_log_probs(hidden[:, -1:], state.extras)[:, 0], state
+
+    def decoder_states(self, batch: dict, keep: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Teacher forcing: decoder states R [B, T, D] for the gold prefix (with `keep`: at the kept
+        positions, [B, T, D] or packed [N, D]), and the state's extras."""
+        state, _ = self.decode_start(batch)
+        hidden, state = self.advance(batch["response_in"], state, keep)
+        return hidden, state.extras
+
+    def teacher_forced_log_probs(self, batch: dict, training: bool = False) -> torch.Tensor:
+        """log P over the vocabulary at every response position [B, T, V] given the gold prefix.
+        For inspection and tests: the losses below score the gold positions only."""
+        hidden, extras = self.decoder_states(batch)
+        return self.token_log_probs(hidden, extras, training)
+
+    def gold_nll(self, batch: dict, mask: torch.Tensor, training: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per sample: the summed NLL of the gold tokens where `mask` is True, and their count.
+
+        Only those positions reach the output layer (the projection onto the vocabulary dominates
+        a step, and ~60 % of a ReDial batch's response positions are padding), and a Transformer
+        decoder's linear maps skip the positions after each row's last one. Same values as scoring
+        every position and masking.
+        """
+        hidden, extras = self.decoder_states(batch, keep=mask)
+        rows, cols = mask.nonzero(as_tuple=True)
+        if hidden.dim() == 3:
+            hidden = hidden[rows, cols]
+        nll = self.token_nll(hidden, {k: v[rows] for k, v in extras.items()},
+                             batch["response"][rows, cols], training)
+        per_sample = torch.zeros(mask.shape[0], dtype=nll.dtype, device=nll.device).index_add_(0, rows, nll)
+        return per_sample, mask.sum(dim=1)
+
+    def conv_loss(self, batch: dict) -> torch.Tensor:
+        """Eq. 19: the batch's mean NLL over its gold response tokens (`response_mask`)."""
+        return mean_nll(*self.gold_nll(batch, batch["response_mask"], training=True))
+
+    def response_nll(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """Gold-token NLL under the decoding distribution; padding is never counted here."""
+        return self.gold_nll(batch, batch["response"] != PAD_ID)

@@ -46,3 +46,8 @@ def pad_ids(sequences: list[list[int]], pad: int = 0, max_len: int | None = None
             ids[row, :len(seq)] = torch.tensor(seq, dtype=torch.long)
             mask[row, :len(seq)] = True
     return ids, mask
+
+
+def scores_precision(x: torch.Tensor) -> torch.Tensor:
+    """Half-precision scores (autocast) upcast to float32 before a softmax; float32/64 kept as they are."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
