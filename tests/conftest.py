@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def shared_data_dir() -> Path:
     """The real data directory; integration tests FAIL (not skip) when it is missing."""
-    path = Path(os.environ.get("CRSBENCH_DATA", REPO.parent / "shared" / "data"))
+    path = Path(os.environ.get("CRSBENCH_DATA", REPO.parent / "shared" / "data")).resolve()   # symlinks need it absolute
     if not (path / "redial" / "train_data.jsonl").exists():
         pytest.fail(f"real data not found at {path}: set CRSBENCH_DATA to the shared data directory")
     return path

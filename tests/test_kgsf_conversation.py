@@ -41,7 +41,9 @@ def test_loss_on_gold_positions_equals_the_loss_over_the_full_distribution(tiny_
     """The loss scores only unpadded positions (packed_nll); value and gradients are those of
     Eq. 19 over the full [B, T, V] distribution."""
     model = _model(tiny_bundle, faithful_original=faithful).eval()      # no dropout: comparable
-    model.generator.copy_mask[::2] = True
+    mask = torch.zeros(len(tiny_bundle.vocab), dtype=torch.bool)
+    mask[::2] = True
+    model.generator.set_copyable(mask)
     batch = _batch(model, tiny_bundle)
     params = [p for p in model.generator.parameters()]
     full = generation_loss(model.teacher_forced_log_probs(batch, training=True), batch["response"],
@@ -66,7 +68,7 @@ def test_copy_branch_trains_and_only_the_conversation_module_is_in_the_stage(tin
     for module in (model.word_kg_encoder, model.entity_kg_encoder, model.recommender):
         assert not any(id(p) in trained for p in module.parameters())
     # mark only the copy-branch tokens as copyable so the fixture's targets exercise it
-    model.generator.copy_mask[:] = True
+    model.generator.set_copyable(torch.ones(len(tiny_bundle.vocab), dtype=torch.bool))
     model.conv_loss(_batch(model, tiny_bundle)).backward()
     assert model.generator.copy_output.weight.grad.abs().sum() > 0
     assert model.generator.copy_hidden.weight.grad.abs().sum() > 0
@@ -74,7 +76,7 @@ def test_copy_branch_trains_and_only_the_conversation_module_is_in_the_stage(tin
 
 def test_faithful_original_never_trains_the_copy_branch_and_counts_padding(tiny_bundle):
     model = _model(tiny_bundle, faithful_original=True)
-    model.generator.copy_mask[:] = True
+    model.generator.set_copyable(torch.ones(len(tiny_bundle.vocab), dtype=torch.bool))
     batch = _batch(model, tiny_bundle)
     assert batch["response_mask"].all()                 # padding positions are targets
     model.conv_loss(batch).backward()

@@ -42,9 +42,22 @@ def _attention_mask(mask: torch.Tensor | None, query_len: int, causal_from: int 
     return out
 
 
+def _guard_empty(mask: torch.Tensor | None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """A bool attention mask [B, 1, Lq|1, Lk] whose all-masked rows attend everywhere (SDPA would
+    give NaN), and those rows [B, 1, Lq|1, 1], to be zeroed after attending; built once per memory."""
+    if mask is None:
+        return None, None
+    empty = ~mask.any(dim=-1, keepdim=True)
+    return mask | empty, empty
+
+
 class MultiHeadAttention(nn.Module):
     """MHA(Q, K, V) = Concat(head_1..head_h) W^O, head_i = Attention(Q W_i^Q, K W_i^K, V W_i^V)
-    (KGSF Eq. 15-16). A query whose keys are all masked gets a zero vector, never NaN."""
+    (KGSF Eq. 15-16). A query whose keys are all masked gets a zero vector, never NaN.
+
+    The projections are exposed separately so a decoder can project keys/values once per memory,
+    run the linear maps on a batch's real positions only, and attend in the padded [B, H, L, dh] layout.
+    """
 
     def __init__(self, dim: int, heads: int, dropout: float = 0.0) -> None:
         super().__init__()
@@ -55,32 +68,48 @@ class MultiHeadAttention(nn.Module):
         for lin in (self.q, self.k, self.v, self.out):
             nn.init.xavier_normal_(lin.weight)
 
-    def _split(self, x: torch.Tensor) -> torch.Tensor:
+    def split(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, L, D] -> [B, H, L, dh]."""
         b, n, d = x.shape
-        return x.view(b, n, self.heads, d // self.heads).transpose(1, 2)     # [B, H, L, dh]
+        return x.view(b, n, self.heads, d // self.heads).transpose(1, 2)
+
+    def merge(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, H, L, dh] -> [B, L, D]."""
+        b, h, n, dh = x.shape
+        return x.transpose(1, 2).reshape(b, n, h * dh)
+
+    def project_kv(self, memory: torch.Tensor) -> torch.Tensor:
+        """K and V of memory vectors [..., D] in one matrix product: [..., 2D]."""
+        return F.linear(memory, torch.cat([self.k.weight, self.v.weight]), torch.cat([self.k.bias, self.v.bias]))
+
+    def project_qkv(self, x: torch.Tensor) -> torch.Tensor:
+        """Q, K and V of the same vectors [..., D] in one matrix product: [..., 3D]."""
+        return F.linear(x, torch.cat([self.q.weight, self.k.weight, self.v.weight]),
+                        torch.cat([self.q.bias, self.k.bias, self.v.bias]))
 
     def project_memory(self, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Keys and values of a memory, computed once per decoding."""
-        return self._split(self.k(memory)), self._split(self.v(memory))
+        """Keys and values [B, H, L, dh] of a memory [B, L, D], computed once per decoding."""
+        keys, values = self.project_kv(memory).chunk(2, dim=-1)
+        return self.split(keys), self.split(values)
 
-    def attend(self, query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
-               mask: torch.Tensor | None) -> torch.Tensor:
-        """query [B, Lq, D] against projected keys/values [B, H, Lk, dh]; mask [B, 1, Lq|1, Lk]."""
-        q = self._split(self.q(query))
-        empty = None
-        if mask is not None:
-            empty = ~mask.any(dim=-1, keepdim=True)                              # [B, 1, Lq|1, 1]
-            mask = mask | empty                                                  # avoid all -inf rows
-        out = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask,
+    def attend_heads(self, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
+                     guarded: tuple[torch.Tensor | None, torch.Tensor | None] = (None, None),
+                     causal: bool = False) -> torch.Tensor:
+        """Projected queries [B, H, Lq, dh] against keys/values [B, H, Lk, dh] -> [B, H, Lq, dh].
+        `guarded`: `_guard_empty` of the mask; `causal`: queries and keys are the same positions."""
+        mask, empty = guarded
+        out = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, is_causal=causal and mask is None,
                                              dropout_p=self.dropout if self.training else 0.0)
-        if empty is not None:
-            out = out.masked_fill(empty, 0.0)
-        b, h, n, dh = out.shape
-        return self.out(out.transpose(1, 2).reshape(b, n, h * dh))
+        return out if empty is None else out.masked_fill(empty, 0.0)
 
     def forward(self, query: torch.Tensor, memory: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        keys, values = self.project_memory(memory)
-        return self.attend(query, keys, values, mask)
+        """query [B, Lq, D] attends to memory [B, Lk, D]; mask [B, 1, Lq|1, Lk] (True = attend)."""
+        if query is memory:
+            q, keys, values = (self.split(t) for t in self.project_qkv(query).chunk(3, dim=-1))
+        else:
+            q = self.split(self.q(query))
+            keys, values = self.project_memory(memory)
+        return self.out(self.merge(self.attend_heads(q, keys, values, _guard_empty(mask))))
 
 
 class FeedForward(nn.Module):
@@ -180,6 +209,37 @@ class DecoderCache:
             [pick(m) for m in self.memory_masks])
 
 
+@dataclass
+class Positions:
+    """Which positions of a [B, T] layout a decoder computes: all (rows is None), or a packed
+    row-major list (rows, cols). Linear maps run on the packed [N, D] vectors; attention runs in
+    the padded layout, where the skipped positions are zeros that no kept query can see."""
+
+    batch: int
+    length: int
+    rows: torch.Tensor | None = None
+    cols: torch.Tensor | None = None
+
+    @classmethod
+    def prefixes_of(cls, keep: torch.Tensor) -> "Positions":
+        """Every position up to each row's last kept one (a later position attends to the earlier)."""
+        b, t = keep.shape
+        last = torch.where(keep, torch.arange(1, t + 1, device=keep.device), 0).amax(dim=1)
+        rows, cols = (torch.arange(t, device=keep.device)[None, :] < last[:, None]).nonzero(as_tuple=True)
+        return cls(b, t, rows, cols)
+
+    def pack(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, T, ...] -> [N, ...]."""
+        return x.reshape(self.batch * self.length, *x.shape[2:]) if self.rows is None else x[self.rows, self.cols]
+
+    def pad(self, x: torch.Tensor) -> torch.Tensor:
+        """[N, ...] -> [B, T, ...] with zeros at the positions not computed."""
+        if self.rows is None:
+            return x.view(self.batch, self.length, *x.shape[1:])
+        out = x.new_zeros(self.batch, self.length, *x.shape[1:])
+        return out.index_put((self.rows, self.cols), x)
+
+
 class DecoderLayer(nn.Module):
     """Self-attention (Eq. 10) -> one cross-attention per memory, in order (Eq. 11-13) -> FFN (Eq. 14).
 
@@ -197,18 +257,24 @@ class DecoderLayer(nn.Module):
         self.ffn_norm = nn.LayerNorm(dim)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, self_kv: tuple[torch.Tensor, torch.Tensor] | None,
-                memory_kv: list[tuple[torch.Tensor, torch.Tensor]], memory_masks: list[torch.Tensor],
+    def forward(self, x: torch.Tensor, where: Positions, self_kv: tuple[torch.Tensor, torch.Tensor] | None,
+                memory_kv: list[tuple[torch.Tensor, torch.Tensor]],
+                memory_masks: list[tuple[torch.Tensor | None, torch.Tensor | None]],
                 position: int) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
-        """x [B, T, D] are the new positions `position..position+T-1`; returns them and the grown
-        self-attention keys/values."""
-        k, v = self.self_attention.project_memory(x)
+        """x [N, D]: the new positions `position..position+T-1` at `where`; returns them and the
+        grown self-attention keys/values [B, H, position+T, dh]."""
+        attention = self.self_attention
+        q, k, v = (attention.split(where.pad(t)) for t in attention.project_qkv(x).chunk(3, dim=-1))
         if self_kv is not None:
             k, v = torch.cat([self_kv[0], k], dim=2), torch.cat([self_kv[1], v], dim=2)
-        causal = _attention_mask(None, x.shape[1], position, x.device) if x.shape[1] > 1 else None
-        x = self.self_norm(x + self.dropout(self.self_attention.attend(x, k, v, causal)))
-        for attention, norm, (mk, mv), mask in zip(self.cross, self.cross_norms, memory_kv, memory_masks):
-            x = norm(x + self.dropout(attention.attend(x, mk, mv, mask[:, None, None, :])))
+        causal = (_guard_empty(_attention_mask(None, where.length, position, x.device))
+                  if position and where.length > 1 else (None, None))
+        attended = attention.attend_heads(q, k, v, causal, causal=where.length > 1)
+        x = self.self_norm(x + self.dropout(attention.out(where.pack(attention.merge(attended)))))
+        for cross, norm, (mk, mv), guarded in zip(self.cross, self.cross_norms, memory_kv, memory_masks):
+            q = cross.split(where.pad(cross.q(x)))
+            attended = cross.out(where.pack(cross.merge(cross.attend_heads(q, mk, mv, guarded))))
+            x = norm(x + self.dropout(attended))
         return self.ffn_norm(x + self.dropout(self.ffn(x))), (k, v)
 
 
@@ -235,11 +301,26 @@ class TransformerDecoder(nn.Module):
                              for layer in self.layers],
                             [mask for _, mask in memories])
 
-    def forward(self, ids: torch.Tensor, cache: DecoderCache) -> tuple[torch.Tensor, DecoderCache]:
-        """Hidden states R [B, T, D] of the tokens `ids` [B, T] following what `cache` has seen."""
-        x = self.embed(ids, cache.position)
+    def forward(self, ids: torch.Tensor, cache: DecoderCache,
+                keep: torch.Tensor | None = None) -> tuple[torch.Tensor, DecoderCache]:
+        """Hidden states R [B, T, D] of the tokens `ids` [B, T] following what `cache` has seen.
+
+        `keep` [B, T] (teacher forcing from an empty cache): compute only the positions up to each
+        row's last kept one and return R at the kept positions, packed row-major [N, D]; the
+        values equal those of the full computation (a position never attends to a later one).
+        """
+        where = Positions(*ids.shape)
+        if keep is not None:
+            if cache.position:
+                raise ValueError("keep= is for teacher forcing from an empty cache")
+            where = Positions.prefixes_of(keep)
+        x = where.pack(self.embed(ids, cache.position))
+        masks = [_guard_empty(mask[:, None, None, :]) for mask in cache.memory_masks]
         new_kv = []
         for layer, self_kv, memory_kv in zip(self.layers, cache.self_kv, cache.memory_kv):
-            x, kv = layer(x, self_kv, memory_kv, cache.memory_masks, cache.position)
+            x, kv = layer(x, where, self_kv, memory_kv, masks, cache.position)
             new_kv.append(kv)
-        return x, DecoderCache(cache.position + ids.shape[1], new_kv, cache.memory_kv, cache.memory_masks)
+        grown = DecoderCache(cache.position + ids.shape[1], new_kv, cache.memory_kv, cache.memory_masks)
+        if keep is None:
+            return where.pad(x), grown
+        return where.pad(x)[keep], grown

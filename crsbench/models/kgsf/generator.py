@@ -18,10 +18,12 @@ trains) and counts padding positions as targets (the release's model.py, RUCAIBo
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from crsbench.datasets.types import DatasetBundle
 from crsbench.models.conversation import ResponseGenerator
+from crsbench.models.layers import scores_precision
 from crsbench.models.transformer import Memory
 
 
@@ -53,7 +55,16 @@ class KGEnhancedGenerator(nn.Module):
             self.user_entity = nn.Linear(kg_dim, dim)      # n(C) into the decoder space
             self.copy_hidden = nn.Linear(3 * dim, dim)
             self.copy_output = nn.Linear(dim, len(data.vocab))
-            self.register_buffer("copy_mask", copyable_tokens(data), persistent=False)
+            self.set_copyable(copyable_tokens(data))
+
+    def set_copyable(self, mask: torch.Tensor) -> None:
+        """Which tokens Pr_2 scores (a bool [vocab] mask): only those rows of copy_output are used.
+        Kept as their vocabulary ids, and each vocabulary id's column among them (-1: none)."""
+        ids = mask.nonzero().squeeze(1).to(self.copy_output.weight.device)
+        column = torch.full((mask.numel(),), -1, dtype=torch.long, device=ids.device)
+        column[ids] = torch.arange(len(ids), device=ids.device)
+        self.register_buffer("copy_ids", ids, persistent=False)
+        self.register_buffer("copy_column", column, persistent=False)
 
     def memories(self, batch: dict, word_reps: torch.Tensor, entity_reps: torch.Tensor) -> list[Memory]:
         """The decoder's memories in Eq. 11-13 order: V^(C), N^(C), X."""
@@ -69,24 +80,47 @@ class KGEnhancedGenerator(nn.Module):
         return torch.cat([self.user_word(user_words), self.user_entity(user_entities)], dim=-1)
 
     def _copy_logits(self, hidden: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
-        features = features.unsqueeze(1).expand(-1, hidden.shape[1], -1)
-        return self.copy_output(self.copy_hidden(torch.cat([features, hidden], dim=-1)))
+        """Pr_2's scores [..., K] of the K copyable tokens (`copy_ids`) for decoder states [..., D]."""
+        features = features.unsqueeze(-2).expand(*hidden.shape[:-1], -1) if hidden.dim() == 3 else features
+        mixed = self.copy_hidden(torch.cat([features, hidden], dim=-1))
+        return F.linear(mixed, self.copy_output.weight.index_select(0, self.copy_ids),
+                        self.copy_output.bias.index_select(0, self.copy_ids))
 
     def log_probs(self, hidden: torch.Tensor, features: torch.Tensor | None) -> torch.Tensor:
         """log Pr(y_i | y_<i) over the vocabulary for decoder states R [B, T, D] (Eq. 18)."""
-        generative = self.transformer.vocab_logits(hidden).float()
+        generative = scores_precision(self.transformer.vocab_logits(hidden))
         if not self.copy:
             return torch.log_softmax(generative, dim=-1)
-        copy = self._copy_logits(hidden, features).float()
-        if self.faithful_original:            # the release adds masked copy logits to the logits
-            return torch.log_softmax(generative + copy * self.copy_mask, dim=-1)
-        copy = copy.masked_fill(~self.copy_mask, float("-inf"))
-        joint = torch.logaddexp(generative, copy)                      # exp(g_y) + exp(c_y)
+        copy = scores_precision(self._copy_logits(hidden, features))
+        ids = self.copy_ids
+        if self.faithful_original:            # the release adds the copy logits to the logits
+            return torch.log_softmax(generative.index_add(-1, ids, copy), dim=-1)
         normaliser = torch.logsumexp(torch.cat([generative, copy], dim=-1), dim=-1, keepdim=True)
-        return joint - normaliser
+        joint = generative.index_copy(-1, ids, torch.logaddexp(generative.index_select(-1, ids), copy))
+        return joint - normaliser                                      # log (exp(g_y) + exp(c_y)) / Z
 
     def training_log_probs(self, hidden: torch.Tensor, features: torch.Tensor | None) -> torch.Tensor:
         """What the loss sees: the full distribution, or (faithful_original) the generative part only."""
         if self.faithful_original:
-            return torch.log_softmax(self.transformer.vocab_logits(hidden).float(), dim=-1)
+            return torch.log_softmax(scores_precision(self.transformer.vocab_logits(hidden)), dim=-1)
         return self.log_probs(hidden, features)
+
+    def gold_nll(self, hidden: torch.Tensor, features: torch.Tensor | None, targets: torch.Tensor,
+                 training: bool) -> torch.Tensor:
+        """-log Pr(y) [N] of the targets [N] for decoder states [N, D]: Eq. 18 without the [N, V]
+        distribution. Pr(y) = (exp(g_y) + exp(c_y)) / Z with Z summing both score sets, so
+        -log Pr(y) = cross_entropy([g, c], y) - softplus(c_y - g_y) (0 when y is not copyable)."""
+        generative = scores_precision(self.transformer.vocab_logits(hidden))
+        if not self.copy or (training and self.faithful_original):
+            return F.cross_entropy(generative, targets, reduction="none")
+        copy = scores_precision(self._copy_logits(hidden, features))
+        if self.faithful_original:
+            return F.cross_entropy(generative.index_add(-1, self.copy_ids, copy), targets, reduction="none")
+        nll = F.cross_entropy(torch.cat([generative, copy], dim=-1), targets, reduction="none")
+        if not len(self.copy_ids):
+            return nll
+        column = self.copy_column[targets]
+        copyable = column >= 0
+        gold_copy = copy.gather(-1, column.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+        gold_generative = generative.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+        return nll - torch.where(copyable, F.softplus(gold_copy - gold_generative), torch.zeros_like(nll))
