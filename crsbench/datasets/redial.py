@@ -120,7 +120,7 @@ class RedialSpec(DatasetSpec):
         triples = [(h, r, t) for h, pairs in subkg.items() for r, t in pairs]
         num_rel = max((r for _, r, _ in triples), default=-1) + 1
         entity_kg = build_entity_kg(triples, num_entities, [f"dbpedia_relation_{r}" for r in range(num_rel)],
-                                    node_names, s["kg_min_relation_edges"])
+                                    node_names, s["kg_min_relation_edges"], s["kg_edges"])
         stopwords = read_stopwords(root / STOPWORDS_FILE)
         word_kg, word_index = load_word_kg(root / EDGES_FILE, root / INDEX_FILE, stopwords)
         t_kg = time.perf_counter()

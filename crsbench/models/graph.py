@@ -114,7 +114,7 @@ class FeaturelessRGCN(nn.Module):
 
     def __init__(self, num_nodes: int, out_dim: int, num_relations: int, num_bases: int,
                  edge_index: torch.Tensor, edge_type: torch.Tensor, aggr: str = "mean",
-                 chunk: int = 4096) -> None:
+                 chunk: int = 4096, init: str = "glorot") -> None:
         super().__init__()
         self.num_nodes, self.out_dim = num_nodes, out_dim
         self.num_relations, self.num_bases, self.chunk = num_relations, num_bases, chunk
@@ -124,10 +124,20 @@ class FeaturelessRGCN(nn.Module):
         self.bias = nn.Parameter(torch.empty(out_dim))
         self._graph = _PairStructure(edge_index, edge_type, num_nodes, num_relations, aggr)
         self._graph_place = (torch.device("cpu"), torch.float32)
+        if init not in ("glorot", "release"):
+            raise ValueError(f"init must be 'glorot' or 'release', got {init!r}")
+        self.init = init
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """Glorot-uniform bases, comp and root, zero bias (PyG's initialisation)."""
+        """Glorot-uniform bases, comp and root, zero bias (PyG >= 1.4's initialisation); or, with
+        init="release", PyG 1.3.2's (which the KGSF release pins): every parameter, bias included,
+        uniform in +-1/sqrt(num_bases * num_nodes)."""
+        if self.init == "release":
+            bound = 1.0 / math.sqrt(self.num_bases * self.num_nodes)
+            for p in (self.weight, self.comp, self.root, self.bias):
+                nn.init.uniform_(p, -bound, bound)
+            return
         for p in (self.weight, self.comp, self.root):
             fan_in, fan_out = p.shape[-2], p.shape[-1]
             bound = math.sqrt(6.0 / (fan_in + fan_out))

@@ -38,12 +38,12 @@ from crsbench.trainer.seeding import seed_everything
 STAGE_RNG_OFFSET = 5_003     # global generators: apart from the batch-order seeds (stage seed + epoch)
 
 
-def _optimizer(name: str, params: list, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+def _optimizer(name: str, params: list, lr: float, weight_decay: float, amsgrad: bool = False) -> torch.optim.Optimizer:
     if name == "adam":
         fused = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
-        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=fused or None)
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, amsgrad=amsgrad, fused=fused or None)
     if name == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, amsgrad=amsgrad)
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, weight_decay=weight_decay)
     raise ConfigError(f"train.optimizer: unknown optimizer '{name}'", hint="use adam, adamw or sgd")
@@ -109,6 +109,7 @@ class Trainer:
         self.seed = int(config["run"]["seed"])
         self._writer: SummaryWriter | None = None
         self._step = 0
+        self._last_optimizer: torch.optim.Optimizer | None = None
         # a stage's randomness is keyed by its place among *all* declared stages, so that e.g. a
         # run.tasks=[conv] run on a recommender run trains exactly like a full run's conversation stage
         self._positions = {stage.name: place for place, stage in enumerate(model.stages())}
@@ -153,13 +154,33 @@ class Trainer:
             return train.samples
         raise ConfigError(f"stage '{stage.name}': unknown task '{stage.task}'", hint="use REC or CONV")
 
+    def _carry_optimizer_state(self, stage: Stage, optimizer: torch.optim.Optimizer) -> None:
+        """`carry_optimizer`: the previous stage's per-parameter state (Adam's moments and step) for
+        the parameters this stage also trains, as if one optimizer had run on (the KGSF release)."""
+        previous = self._last_optimizer
+        if previous is None:
+            logger.warning(f"stage '{stage.name}': carry_optimizer is set but no earlier stage's optimizer "
+                           "state is at hand (first stage, or resumed at a stage boundary); starting fresh")
+            return
+        carried = 0
+        for group in optimizer.param_groups:
+            for p in group["params"]:
+                if p in previous.state:
+                    optimizer.state[p] = {k: v.clone() if torch.is_tensor(v) else v
+                                          for k, v in previous.state[p].items()}
+                    carried += 1
+        logger.info(f"stage '{stage.name}': carried the previous stage's optimizer state for {carried} of "
+                    f"{sum(len(g['params']) for g in optimizer.param_groups)} parameter tensors")
+
     def _run_stage(self, index: int, stage: Stage, state: dict | None, summaries: list[dict]) -> dict:
         s = stage_settings(self.config, stage.name)
         params = list(dict.fromkeys(stage.parameters()))
         trainable = {id(p) for p in params}
         for p in self.model.parameters():
             p.requires_grad_(id(p) in trainable)
-        optimizer = _optimizer(s["optimizer"], params, s["lr"], s["weight_decay"]) if params else None
+        optimizer = _optimizer(s["optimizer"], params, s["lr"], s["weight_decay"], s["amsgrad"]) if params else None
+        if optimizer is not None and s["carry_optimizer"] and state is None:
+            self._carry_optimizer_state(stage, optimizer)
         scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, s["lr_gamma"]) if optimizer else None
         use_amp = bool(s["amp"]) and self.device.type == "cuda"
         scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
@@ -245,6 +266,7 @@ class Trainer:
             logger.info(f"stage '{stage.name}': restored the best epoch ({progress['best_epoch']})")
         for p in self.model.parameters():
             p.requires_grad_(True)
+        self._last_optimizer = optimizer            # for a next stage with carry_optimizer
         summary = {"stage": stage.name, "epochs": len(progress["history"]), "best_epoch": progress["best_epoch"],
                    "best": progress["best"], "seconds": sum(h.get("seconds", 0.0) for h in progress["history"]),
                    "history": progress["history"]}

@@ -12,17 +12,19 @@ class EntityKGEncoder(nn.Module):
     """Entity (item-oriented) KG encoder: featureless R-GCN over DBpedia (Eq. 2).
 
     With `use_graph=False` (the paper's "-DB" ablation, Table 2) entities keep free learned
-    embeddings and no KG structure reaches them.
+    embeddings and no KG structure reaches them. `aggr`/`init`: "mean"/"glorot" (PyG >= 1.4, the
+    default) or "add"/"release" (PyG 1.3.2's unnormalised sum and uniform init, as the release ran).
     """
 
     def __init__(self, data: DatasetBundle, dim: int, num_bases: int, use_graph: bool,
-                 activation: bool) -> None:
+                 activation: bool, aggr: str = "mean", init: str = "glorot") -> None:
         super().__init__()
         kg = data.entity_kg
         self.use_graph, self.activation = use_graph, activation
         if use_graph:
             self.rgcn = FeaturelessRGCN(kg.num_nodes, dim, kg.num_relations, num_bases,
-                                        torch.from_numpy(kg.edge_index), torch.from_numpy(kg.edge_type))
+                                        torch.from_numpy(kg.edge_index), torch.from_numpy(kg.edge_type),
+                                        aggr=aggr, init=init)
         else:
             self.embedding = nn.Embedding(kg.num_nodes, dim)
             nn.init.normal_(self.embedding.weight, std=dim ** -0.5)

@@ -39,3 +39,23 @@ class MutualInformationMaximization(nn.Module):
         # no words means no super token, and no positive entity means nothing to align
         valid = words_mask.any(dim=1) & (positives.sum(-1) > 0)
         return (loss * valid).sum() / valid.sum().clamp(min=1)
+
+
+class ReleaseMIM(nn.Module):
+    """MIM as the KGSF release computes it (`mim_form: release`; model.py `infomax_loss`): the
+    recommender's own word pooling v(C) (Eq. 6, passed in, so pre-training trains what recommendation
+    then uses), a linear map with bias, scores over *all* entities with a per-entity bias, and a
+    squared error against the 0/1 labels (the movies of the context's last 5 turns), summed over the
+    entities, zeroed for contexts without entities and averaged over the batch."""
+
+    def __init__(self, dim: int, num_entities: int) -> None:
+        super().__init__()
+        self.transform = nn.Linear(dim, dim)                    # info_con_norm
+        self.entity_bias = nn.Parameter(torch.empty(num_entities).uniform_(-dim ** -0.5, dim ** -0.5))
+
+    def forward(self, pooled_words: torch.Tensor, entity_reps: torch.Tensor, labels: torch.Tensor,
+                has_entities: torch.Tensor) -> torch.Tensor:
+        """pooled_words [B, D] (v(C)), labels [B, num_entities] 0/1, has_entities [B] bool."""
+        scores = F.linear(self.transform(pooled_words), entity_reps, self.entity_bias)
+        per_sample = ((scores - labels) ** 2).sum(dim=-1) * has_entities
+        return per_sample.mean()

@@ -16,18 +16,22 @@ import torch.nn.functional as F
 
 from crsbench.datasets.instances import RecInstance, Sample
 from crsbench.datasets.types import DatasetBundle
-from crsbench.models.base import CONV, REC, CRSModel, Stage
-from crsbench.models.conversation import CONVERSATION_CONFIG, GenerationState, collate_conversation, mean_nll, packed_nll
+from crsbench.errors import ConfigError
+from crsbench.models.base import CONV, REC, Stage
+from crsbench.models.conversation import CONVERSATION_CONFIG, ConversationModel, GenerationState, collate_conversation
 from crsbench.models.kgsf.generator import KGEnhancedGenerator
 from crsbench.models.kgsf.knowledge import EntityKGEncoder, WordKGEncoder
-from crsbench.models.kgsf.mim import MutualInformationMaximization
+from crsbench.models.kgsf.mim import MutualInformationMaximization, ReleaseMIM
 from crsbench.models.kgsf.recommender import KGRecommender
 from crsbench.models.layers import pad_ids
 from crsbench.registry import register_model
 
 
+RELEASE_CONTEXT_TURNS = 5      # the release's max_count: its MIM labels come from this many last turns
+
+
 @register_model("kgsf")
-class KGSF(CRSModel):
+class KGSF(ConversationModel):
     """KGSF: word-KG (ConceptNet GCN) + entity-KG (DBpedia R-GCN) fused by MIM, gated user model."""
 
     config_file = (CONVERSATION_CONFIG, Path(__file__).with_name("kgsf.yaml"))
@@ -36,11 +40,22 @@ class KGSF(CRSModel):
 
     def __init__(self, config: dict, data: DatasetBundle) -> None:
         super().__init__(config, data)
+        for key, allowed in (("mim_form", ("crsbench", "release")), ("item_scores", ("candidates", "all_entities")),
+                             ("rgcn_aggr", ("mean", "add")), ("rgcn_init", ("glorot", "release"))):
+            if config[key] not in allowed:
+                raise ConfigError(f"model.{key}: unknown value {config[key]!r}",
+                                  hint=f"use one of {', '.join(allowed)}")
         dim = config["dim"]
         self.word_kg_encoder = WordKGEncoder(data, dim, config["kg_activation"])          # Eq. 1
         self.entity_kg_encoder = EntityKGEncoder(data, dim, config["num_bases"],          # Eq. 2
-                                                 config["entity_kg"], config["kg_activation"])
-        self.mim = MutualInformationMaximization(dim) if config["mim"] else None         # Eq. 4-6
+                                                 config["entity_kg"], config["kg_activation"],
+                                                 config["rgcn_aggr"], config["rgcn_init"])
+        self.mim = None                                                                    # Eq. 4-6
+        if config["mim"]:
+            self.mim = (ReleaseMIM(dim, data.entity_kg.num_nodes) if config["mim_form"] == "release"
+                        else MutualInformationMaximization(dim))
+        if config["item_scores"] == "all_entities":      # the release scores every entity (own bias)
+            self.entity_bias = torch.nn.Parameter(torch.zeros(data.entity_kg.num_nodes))
         self.recommender = KGRecommender(dim, data.num_items, config["item_bias"])        # Eq. 6-8
         self.register_buffer("item_entities", torch.tensor(data.items, dtype=torch.long),
                              persistent=False)
@@ -50,8 +65,9 @@ class KGSF(CRSModel):
     # --- Algorithm 1 ----------------------------------------------------------------------
     def stages(self) -> list[Stage]:
         def kg_parameters():
+            shared = self.recommender.word_pooling.parameters() if self.config["mim_form"] == "release" else []
             return chain(self.word_kg_encoder.parameters(), self.entity_kg_encoder.parameters(),
-                         self.mim.parameters())
+                         self.mim.parameters(), shared)
         stages = []
         if self.mim is not None:        # line 2: pre-train the KG encoders with the MIM loss
             stages.append(Stage("pretrain", REC, self.mim_loss, kg_parameters, optional=True))
@@ -60,7 +76,8 @@ class KGSF(CRSModel):
                             lambda: chain(self.word_kg_encoder.parameters(),
                                           self.entity_kg_encoder.parameters(),
                                           self.recommender.parameters(),
-                                          self.mim.parameters() if self.mim is not None else []),
+                                          self.mim.parameters() if self.mim is not None else [],
+                                          [self.entity_bias] if hasattr(self, "entity_bias") else []),
                             validate=REC))
         # lines 9-14: train the conversation module (Θ^d) on Eq. 19; the KG module stays frozen
         stages.append(Stage("conv", CONV, self.conv_loss, self.generator.parameters, validate=CONV))
@@ -78,7 +95,11 @@ class KGSF(CRSModel):
         batch = {"entities": entities, "entities_mask": entities_mask, "words": words,
                  "words_mask": words_mask,
                  "target": torch.tensor([inst.target_index for inst in instances], dtype=torch.long)}
-        if self.mim is not None:
+        if self.mim is not None and self.config["mim_form"] == "release":
+            # the release's labels: the movies mentioned in the context's last 5 turns
+            batch["mim_entities"], batch["mim_mask"] = pad_ids(
+                [[i for turn in s.context[-RELEASE_CONTEXT_TURNS:] for i in turn.items] for s in samples])
+        elif self.mim is not None:
             # entities co-occurring in the conversation: the context's and the response's
             batch["mim_entities"], batch["mim_mask"] = pad_ids(
                 [s.context_entities + s.response.items + s.response.entities for s in samples])
@@ -94,6 +115,9 @@ class KGSF(CRSModel):
         rows = torch.arange(positives.shape[0], device=positives.device).unsqueeze(1)
         rows = rows.expand_as(batch["mim_entities"])
         positives[rows[batch["mim_mask"]], batch["mim_entities"][batch["mim_mask"]]] = 1.0
+        if isinstance(self.mim, ReleaseMIM):
+            pooled = self.recommender.word_pooling(words_reps[batch["words"]], batch["words_mask"])
+            return self.mim(pooled, entity_reps, positives, batch["entities_mask"].any(dim=1))
         return self.mim(words_reps, entity_reps, batch["words"], batch["words_mask"], positives)
 
     def mim_loss(self, batch: dict) -> torch.Tensor:
@@ -101,16 +125,32 @@ class KGSF(CRSModel):
         word_reps, entity_reps = self.knowledge()
         return self._mim(word_reps, entity_reps, batch)
 
+    def _user(self, word_reps: torch.Tensor, entity_reps: torch.Tensor, batch: dict) -> torch.Tensor:
+        return self.recommender.user_representation(word_reps, entity_reps, batch["words"], batch["words_mask"],
+                                                    batch["entities"], batch["entities_mask"])
+
     def _scores(self, word_reps: torch.Tensor, entity_reps: torch.Tensor, batch: dict) -> torch.Tensor:
-        user = self.recommender.user_representation(word_reps, entity_reps, batch["words"],
-                                                    batch["words_mask"], batch["entities"],
-                                                    batch["entities_mask"])
+        """Eq. 8's logits over the candidate items (with `item_scores: all_entities`, the candidate
+        columns of the scores over every entity)."""
+        user = self._user(word_reps, entity_reps, batch)
+        if hasattr(self, "entity_bias"):
+            return user @ entity_reps[self.item_entities].t() + self.entity_bias[self.item_entities]
         return self.recommender.item_scores(user, entity_reps[self.item_entities])
+
+    def _rec_cross_entropy(self, word_reps: torch.Tensor, entity_reps: torch.Tensor, batch: dict) -> torch.Tensor:
+        """The recommendation term of Eq. 9: mean cross-entropy over the candidates; or, with
+        `item_scores: all_entities`, the release's: over all entities (each with its own bias),
+        summed over the batch."""
+        if hasattr(self, "entity_bias"):
+            targets = self.item_entities[batch["target"]]
+            logits = F.linear(self._user(word_reps, entity_reps, batch), entity_reps, self.entity_bias)
+            return F.cross_entropy(logits, targets, reduction="sum")
+        return F.cross_entropy(self._scores(word_reps, entity_reps, batch), batch["target"])
 
     def rec_loss(self, batch: dict) -> dict[str, torch.Tensor]:
         """Eq. 9: cross-entropy over the candidate items + lambda * MIM loss."""
         word_reps, entity_reps = self.knowledge()
-        rec = F.cross_entropy(self._scores(word_reps, entity_reps, batch), batch["target"])
+        rec = self._rec_cross_entropy(word_reps, entity_reps, batch)
         if self.mim is None:
             return {"loss": rec, "rec": rec}
         mim = self._mim(word_reps, entity_reps, batch)
@@ -137,7 +177,7 @@ class KGSF(CRSModel):
                                                             max_len=self.config["max_context_entities"])
         batch["words"], batch["words_mask"] = pad_ids([s.context_words for s in samples],
                                                       max_len=self.config["max_context_words"])
-        if self.config["faithful_original"]:        # the release counts padding as targets
+        if self.config["faithful_original"]:        # the release counts padding as targets (Eq. 19's loss)
             batch["response_mask"] = torch.ones_like(batch["response_mask"])
         return batch
 
@@ -154,34 +194,20 @@ class KGSF(CRSModel):
             extras["copy"] = self.generator.copy_features(user_words, user_entities)
         return GenerationState(cache, extras), batch["context"].shape[0]
 
-    def decode_step(self, last_tokens: torch.Tensor, state: GenerationState) -> tuple[torch.Tensor, GenerationState]:
-        hidden, cache = self.generator.transformer.decoder(last_tokens, state.cache)
-        log_probs = self.generator.log_probs(hidden[:, -1:], state.extras.get("copy"))[:, 0]
-        return log_probs, GenerationState(cache, state.extras)
+    def advance(self, tokens: torch.Tensor, state: GenerationState,
+                keep: torch.Tensor | None = None) -> tuple[torch.Tensor, GenerationState]:
+        """Decoder states R (Eq. 10-14) of `tokens` after what `state` has seen."""
+        hidden, cache = self.generator.transformer.decoder(tokens, state.cache, keep)
+        return hidden, GenerationState(cache, state.extras)
 
-    def _decoder_states(self, batch: dict) -> tuple[torch.Tensor, dict]:
-        """Decoder outputs R [B, T, D] for the gold prefix, and the copy features."""
-        state, _ = self.decode_start(batch)
-        hidden, _ = self.generator.transformer.decoder(batch["response_in"], state.cache)
-        return hidden, state.extras
-
-    def teacher_forced_log_probs(self, batch: dict, training: bool = False) -> torch.Tensor:
-        """log Pr over the vocabulary at every response position [B, T, V] given the gold prefix
-        (`training`: the distribution the loss uses). The loss itself scores gold positions only."""
-        hidden, extras = self._decoder_states(batch)
+    def token_log_probs(self, hidden: torch.Tensor, extras: dict[str, torch.Tensor],
+                        training: bool = False) -> torch.Tensor:
+        """Eq. 18 (copy) over the vocabulary; `training`: what the loss sees (differs only for
+        `faithful_original`, whose loss never trains the copy)."""
         dist = self.generator.training_log_probs if training else self.generator.log_probs
         return dist(hidden, extras.get("copy"))
 
-    def _gold_nll(self, batch: dict, mask: torch.Tensor, training: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-sample NLL and count of the gold tokens where mask is True."""
-        hidden, extras = self._decoder_states(batch)
-        dist = self.generator.training_log_probs if training else self.generator.log_probs
-        return packed_nll(hidden, extras, batch["response"], mask, lambda h, ex: dist(h, ex.get("copy")))
-
-    def conv_loss(self, batch: dict) -> torch.Tensor:
-        """Eq. 19: mean NLL of the gold response tokens under Eq. 18's distribution."""
-        return mean_nll(*self._gold_nll(batch, batch["response_mask"], True))
-
-    def response_nll(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        """Gold-token NLL under the distribution used for decoding (padding never counted here)."""
-        return self._gold_nll(batch, batch["response"] != 0, False)
+    def token_nll(self, hidden: torch.Tensor, extras: dict[str, torch.Tensor], targets: torch.Tensor,
+                  training: bool = False) -> torch.Tensor:
+        """-log Pr(y) of Eq. 18 at the gold tokens, without building the [N, V] distribution."""
+        return self.generator.gold_nll(hidden, extras.get("copy"), targets, training)
