@@ -94,10 +94,16 @@ def test_sigterm_then_sigkill_mid_epoch_then_resume_matches_uninterrupted(real_d
     listing = _listing(env, out)
     assert " stale " in listing and "stage 2/2 rec, 2/3 epochs done" in listing   # the process is gone
 
+    # as if an older crsbench had saved the run: settings added since are filled with their defaults
+    import yaml
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    del saved["data"]["kg_edges"], saved["train"]["carry_optimizer"]
+    (run / "config.yaml").write_text(yaml.safe_dump(saved))
     proc = _start(["run", "--resume", str(run)], env)
     log, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, log
     assert "resuming in epoch 3 after" in log
+    assert "saved by an older crsbench" in log and "data.kg_edges" in log
     assert json.loads((run / "metrics.json").read_text())["metrics"] == \
         json.loads((straight / "metrics.json").read_text())["metrics"]
     a = torch.load(straight / "model.pt", weights_only=True)
