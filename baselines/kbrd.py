@@ -22,7 +22,7 @@ from crsbench.datasets.instances import RecInstance, Sample
 from crsbench.datasets.types import DatasetBundle
 from crsbench.models.base import CONV, REC, Stage
 from crsbench.models.conversation import (CONVERSATION_CONFIG, ConversationModel, GenerationState, ResponseGenerator,
-                                          collate_conversation)
+                                          advance_transformer, collate_conversation)
 from crsbench.models.graph import FeaturelessRGCN
 from crsbench.models.layers import AttentionPooling, pad_ids
 
@@ -98,8 +98,7 @@ class KBRD(ConversationModel):
 
     def advance(self, tokens: torch.Tensor, state: GenerationState,
                 keep: torch.Tensor | None = None) -> tuple[torch.Tensor, GenerationState]:
-        hidden, cache = self.generator.decoder(tokens, state.cache, keep)
-        return hidden, GenerationState(cache, state.extras)
+        return advance_transformer(self.generator.decoder, tokens, state, keep)
 
     def token_logits(self, hidden: torch.Tensor, extras: dict[str, torch.Tensor],
                      training: bool = False) -> torch.Tensor:

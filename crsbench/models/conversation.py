@@ -83,6 +83,13 @@ class GenerationState:
                                {k: v.index_select(0, index) for k, v in self.extras.items()})
 
 
+def advance_transformer(decoder: TransformerDecoder, tokens: torch.Tensor, state: GenerationState,
+                        keep: torch.Tensor | None = None) -> tuple[torch.Tensor, GenerationState]:
+    """`ConversationModel.advance` for a Transformer decoder: its states for `tokens`, the grown cache."""
+    hidden, cache = decoder(tokens, state.cache, keep)
+    return hidden, GenerationState(cache, state.extras)
+
+
 class ResponseGenerator(nn.Module):
     """Transformer encoder-decoder with word2vec-initialised, tied input/output embeddings.
 

@@ -18,7 +18,8 @@ from crsbench.datasets.instances import RecInstance, Sample
 from crsbench.datasets.types import DatasetBundle
 from crsbench.errors import ConfigError
 from crsbench.models.base import CONV, REC, Stage
-from crsbench.models.conversation import CONVERSATION_CONFIG, ConversationModel, GenerationState, collate_conversation
+from crsbench.models.conversation import (CONVERSATION_CONFIG, ConversationModel, GenerationState, advance_transformer,
+                                          collate_conversation)
 from crsbench.models.kgsf.generator import KGEnhancedGenerator
 from crsbench.models.kgsf.knowledge import EntityKGEncoder, WordKGEncoder
 from crsbench.models.kgsf.mim import MutualInformationMaximization, ReleaseMIM
@@ -197,8 +198,7 @@ class KGSF(ConversationModel):
     def advance(self, tokens: torch.Tensor, state: GenerationState,
                 keep: torch.Tensor | None = None) -> tuple[torch.Tensor, GenerationState]:
         """Decoder states R (Eq. 10-14) of `tokens` after what `state` has seen."""
-        hidden, cache = self.generator.transformer.decoder(tokens, state.cache, keep)
-        return hidden, GenerationState(cache, state.extras)
+        return advance_transformer(self.generator.transformer.decoder, tokens, state, keep)
 
     def token_log_probs(self, hidden: torch.Tensor, extras: dict[str, torch.Tensor],
                         training: bool = False) -> torch.Tensor:
