@@ -136,3 +136,37 @@ def test_release_edge_list_on_the_shared_dbpedia_graph(real_data_dir):
     assert ours.num_relations == 36 and release.num_relations == 46
     assert release.num_edges == 733_416
     assert len(set(zip(*release.edge_index.tolist(), release.edge_type.tolist()))) == 365_022
+
+
+def test_every_recommender_turn_trains_and_turns_without_a_target_add_mim_only(tiny_bundle):
+    config = _config("model.rec_turns=all")
+    model = KGSF(config["model"], tiny_bundle)
+    split = build_instances(tiny_bundle)["train"]
+    # a recommender turn that names no movie (the fixture's all do): a copy without its items
+    import dataclasses
+    first = split.samples[0]
+    quiet = dataclasses.replace(first, sample_id=10_000, response=dataclasses.replace(first.response, items=[]))
+    split.samples.append(quiet)
+    rec_stage = [s for s in model.stages() if s.name == "rec"][0]
+    every = rec_stage.instances(split)
+    extra = every[len(split.rec):]
+    assert every[:len(split.rec)] == split.rec and extra
+    assert {i.sample.sample_id for i in extra}.isdisjoint({i.sample.sample_id for i in split.rec})
+    assert all(i.target_index == -1 for i in extra)
+    mixed = model.rec_loss(model.collate(every, "rec"))
+    targets_only = model.rec_loss(model.collate(split.rec, "rec"))
+    assert torch.allclose(mixed["rec"], targets_only["rec"], atol=1e-6)     # the same targets scored
+    assert not torch.allclose(mixed["mim"], targets_only["mim"])           # MIM sees every turn
+    none = model.rec_loss(model.collate(extra, "rec"))
+    assert none["rec"] == 0 and torch.isfinite(none["loss"])
+    default = KGSF(_config()["model"], tiny_bundle)
+    assert all(s.instances is None for s in default.stages())
+
+
+def test_release_word_side_reads_every_token_of_the_last_five_turns(tiny_bundle):
+    model = KGSF(_config("model.word_side=release")["model"], tiny_bundle)
+    names = tiny_bundle.word_kg.node_names
+    for inst in build_instances(tiny_bundle)["train"].rec:
+        words = model._context_words(inst.sample)
+        want = [t.lower() for turn in inst.sample.context[-5:] for t in turn.tokens if t.lower() in set(names)]
+        assert [names[i] for i in words] == want

@@ -33,6 +33,8 @@ class Stage:
     `parameters()` yields the parameters this stage trains; everything else stays frozen.
     `validate` names the evaluation run on the valid split after each epoch (REC, CONV or None).
     `optional`: the stage may be given 0 epochs (e.g. pre-training); every other stage needs >= 1.
+    `instances(split)`: the training instances, when not the task's own (e.g. KGSF's `rec_turns:
+    all` adds the recommender turns without a target); None: REC -> split.rec, CONV -> split.samples.
     """
 
     name: str
@@ -41,6 +43,7 @@ class Stage:
     parameters: Callable[[], Iterable[nn.Parameter]]
     validate: str | None = None
     optional: bool = False
+    instances: Callable[[SplitInstances], list] | None = None
 
 
 class CRSModel(nn.Module):

@@ -148,6 +148,8 @@ class Trainer:
     # --- one stage --------------------------------------------------------------------------
     def _training_instances(self, stage: Stage) -> list:
         train = self.instances["train"]
+        if stage.instances is not None:
+            return stage.instances(train)
         if stage.task == REC:
             return train.rec
         if stage.task == CONV:

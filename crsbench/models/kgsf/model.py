@@ -14,7 +14,7 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-from crsbench.datasets.instances import RecInstance, Sample
+from crsbench.datasets.instances import RecInstance, Sample, SplitInstances
 from crsbench.datasets.types import DatasetBundle
 from crsbench.errors import ConfigError
 from crsbench.models.base import CONV, REC, Stage
@@ -42,7 +42,8 @@ class KGSF(ConversationModel):
     def __init__(self, config: dict, data: DatasetBundle) -> None:
         super().__init__(config, data)
         for key, allowed in (("mim_form", ("crsbench", "release")), ("item_scores", ("candidates", "all_entities")),
-                             ("rgcn_aggr", ("mean", "add")), ("rgcn_init", ("glorot", "release"))):
+                             ("rgcn_aggr", ("mean", "add")), ("rgcn_init", ("glorot", "release")),
+                             ("rec_turns", ("targets", "all")), ("word_side", ("crsbench", "release"))):
             if config[key] not in allowed:
                 raise ConfigError(f"model.{key}: unknown value {config[key]!r}",
                                   hint=f"use one of {', '.join(allowed)}")
@@ -60,6 +61,8 @@ class KGSF(ConversationModel):
         self.recommender = KGRecommender(dim, data.num_items, config["item_bias"])        # Eq. 6-8
         self.register_buffer("item_entities", torch.tensor(data.items, dtype=torch.long),
                              persistent=False)
+        if config["word_side"] == "release":      # token -> ConceptNet node, for the release's word side
+            self._word_ids = {name: i for i, name in enumerate(data.word_kg.node_names)}
         self.generator = KGEnhancedGenerator(data, dim, config["conv"], config["kg_decoder"],   # Eq. 10-18
                                              config["copy"], config["faithful_original"])
 
@@ -70,8 +73,9 @@ class KGSF(ConversationModel):
             return chain(self.word_kg_encoder.parameters(), self.entity_kg_encoder.parameters(),
                          self.mim.parameters(), shared)
         stages = []
+        turns = self._every_recommender_turn if self.config["rec_turns"] == "all" else None
         if self.mim is not None:        # line 2: pre-train the KG encoders with the MIM loss
-            stages.append(Stage("pretrain", REC, self.mim_loss, kg_parameters, optional=True))
+            stages.append(Stage("pretrain", REC, self.mim_loss, kg_parameters, optional=True, instances=turns))
         # lines 3-8: train the recommender and the KG encoders on Eq. 9
         stages.append(Stage("rec", REC, self.rec_loss,
                             lambda: chain(self.word_kg_encoder.parameters(),
@@ -79,10 +83,27 @@ class KGSF(ConversationModel):
                                           self.recommender.parameters(),
                                           self.mim.parameters() if self.mim is not None else [],
                                           [self.entity_bias] if hasattr(self, "entity_bias") else []),
-                            validate=REC))
+                            validate=REC, instances=turns))
         # lines 9-14: train the conversation module (Θ^d) on Eq. 19; the KG module stays frozen
         stages.append(Stage("conv", CONV, self.conv_loss, self.generator.parameters, validate=CONV))
         return stages
+
+    @staticmethod
+    def _every_recommender_turn(split: SplitInstances) -> list[RecInstance]:
+        """`rec_turns: all` (the release): every recommendation instance, plus each recommender turn
+        without a candidate target as an instance with target -1, which adds the MIM loss only."""
+        have = {inst.sample.sample_id for inst in split.rec}
+        return split.rec + [RecInstance(s, target=-1, target_index=-1) for s in split.samples
+                            if s.sample_id not in have]
+
+    def _context_words(self, sample: Sample) -> list[int]:
+        """The word side: crsbench's (unique non-stopword ConceptNet words of the whole context), or
+        `word_side: release`'s: every token of the last 5 turns that is a ConceptNet node, repeats kept."""
+        if self.config["word_side"] != "release":
+            return sample.context_words
+        ids = self._word_ids
+        return [ids[t.lower()] for turn in sample.context[-RELEASE_CONTEXT_TURNS:] for t in turn.tokens
+                if t.lower() in ids]
 
     # --- batching -------------------------------------------------------------------------
     def collate(self, instances: Sequence[RecInstance] | Sequence[Sample], task: str) -> dict:
@@ -91,7 +112,7 @@ class KGSF(ConversationModel):
         samples = [inst.sample for inst in instances]
         entities, entities_mask = pad_ids([s.context_entities for s in samples],
                                           max_len=self.config["max_context_entities"])
-        words, words_mask = pad_ids([s.context_words for s in samples],
+        words, words_mask = pad_ids([self._context_words(s) for s in samples],
                                     max_len=self.config["max_context_words"])
         batch = {"entities": entities, "entities_mask": entities_mask, "words": words,
                  "words_mask": words_mask,
@@ -142,11 +163,15 @@ class KGSF(ConversationModel):
         """The recommendation term of Eq. 9: mean cross-entropy over the candidates; or, with
         `item_scores: all_entities`, the release's: over all entities (each with its own bias),
         summed over the batch."""
+        target = batch["target"]                    # -1: a turn without a target (`rec_turns: all`)
         if hasattr(self, "entity_bias"):
-            targets = self.item_entities[batch["target"]]
+            targets = torch.where(target >= 0, self.item_entities[target.clamp(min=0)], -1)
             logits = F.linear(self._user(word_reps, entity_reps, batch), entity_reps, self.entity_bias)
-            return F.cross_entropy(logits, targets, reduction="sum")
-        return F.cross_entropy(self._scores(word_reps, entity_reps, batch), batch["target"])
+            return F.cross_entropy(logits, targets, reduction="sum", ignore_index=-1)
+        scores = self._scores(word_reps, entity_reps, batch)
+        if not (target >= 0).any():
+            return scores.sum() * 0.0
+        return F.cross_entropy(scores, target, ignore_index=-1)
 
     def rec_loss(self, batch: dict) -> dict[str, torch.Tensor]:
         """Eq. 9: cross-entropy over the candidate items + lambda * MIM loss."""
@@ -176,7 +201,7 @@ class KGSF(ConversationModel):
                                      conv["max_response_tokens"])
         batch["entities"], batch["entities_mask"] = pad_ids([s.context_entities for s in samples],
                                                             max_len=self.config["max_context_entities"])
-        batch["words"], batch["words_mask"] = pad_ids([s.context_words for s in samples],
+        batch["words"], batch["words_mask"] = pad_ids([self._context_words(s) for s in samples],
                                                       max_len=self.config["max_context_words"])
         if self.config["faithful_original"]:        # the release counts padding as targets (Eq. 19's loss)
             batch["response_mask"] = torch.ones_like(batch["response_mask"])
