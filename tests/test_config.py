@@ -167,3 +167,27 @@ def test_set_reads_exponent_floats_without_a_dot():
     assert parse_override("train.lr=1e-4") == {"train": {"lr": 1e-4}}
     assert parse_override("train.lr=2.5E+3") == {"train": {"lr": 2500.0}}
     assert parse_override("run.tag=e5") == {"run": {"tag": "e5"}}
+
+
+def test_paper_protocol_sets_the_releases_choices_and_speaks_to_every_model():
+    """`--protocol paper` gives KGSF the release's deliberate recommender choices and 90 last-epoch
+    conversation epochs; models without those settings or stages resolve without errors; and every
+    model setting a shipped protocol names exists in some registered model (a typo would be skipped)."""
+    from crsbench.config.loader import protocol_layer, protocols
+    from crsbench.registry import get_dataset, get_model, list_models
+    import yaml
+    layer = protocol_layer("paper")
+    kgsf = resolve_config(get_model("kgsf"), get_dataset("redial"), None, (), layer)
+    assert kgsf["model"]["mim_form"] == "release" and kgsf["model"]["rec_turns"] == "all"
+    assert kgsf["train"]["amsgrad"] is True and kgsf["stages"]["rec"]["carry_optimizer"] is True
+    assert kgsf["model"]["rgcn_aggr"] == "mean" and kgsf["data"]["kg_edges"] == "crsbench"   # accidents stay out
+    assert kgsf["stages"]["conv"]["epochs"] == 90 and kgsf["stages"]["conv"]["restore_best"] is False
+    for name in ("kbrd", "transformer", "textcnn", "popularity"):
+        config = resolve_config(get_model(name), get_dataset("redial"), None, (), layer)
+        assert "mim_form" not in config["model"] and config["data"]["release_instances"] is True
+    declared = set()
+    for name in list_models():
+        declared |= set(resolve_config(get_model(name), get_dataset("redial"))["model"])
+    for protocol in protocols():
+        keys = set((yaml.safe_load(protocol_layer(protocol)[0][1].read_text()) or {}).get("model") or {})
+        assert keys <= declared, (protocol, keys - declared)

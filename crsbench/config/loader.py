@@ -199,8 +199,9 @@ def resolve_with_sources(model_cls: type, dataset_cls: type, user_file: str | Pa
     for label, path in layers:
         layer = read_yaml(path)
         if label.startswith("protocol"):          # a protocol speaks to every model: skip foreign stages
-            stages = layer.get("stages") or {}
+            stages = layer.get("stages") or {}     # and the model settings this model does not have
             layer["stages"] = {k: v for k, v in stages.items() if k in config["stages"]}
+            layer["model"] = {k: v for k, v in (layer.get("model") or {}).items() if k in config["model"]}
         _merge(config, layer, str(path), stage_keys=config["train"], sources=sources, rank=rank, label=label)
         rank += 1
     for text in overrides:
