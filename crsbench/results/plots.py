@@ -28,6 +28,11 @@ ABLATION_ROWS = (("kgsf", ""), ("kgsf", "-KG-D"), ("kgsf", "-copy"), ("kgsf", "-
 ABLATION_METRICS = ("gen/dist@2", "gen/dist@3", "gen/dist@4", "gen/item_ratio")
 
 
+def _seeds(count: int) -> str:
+    """A legend's seed count: "1 seed", "3 seeds"."""
+    return f"{count} seed" if count == 1 else f"{count} seeds"
+
+
 def _pyplot():
     import matplotlib
     matplotlib.use("Agg")
@@ -87,7 +92,7 @@ def mim_curve(store: ResultStore, dataset: str, out: Path, data_version: str | N
     for ax, metric in zip(axes, ("all/recall@10", "all/recall@50")):
         for label, runs in sorted(groups.items()):
             epochs, mean, low, high = _band([[h["test_curve"][metric] for h in lines] for lines in runs])
-            ax.plot(epochs, mean, marker="o", label=f"{label} ({len(runs)} seeds)")
+            ax.plot(epochs, mean, marker="o", label=f"{label} ({_seeds(len(runs))})")
             ax.fill_between(epochs, low, high, alpha=0.2)
             plotted.setdefault(label, {})[metric] = (epochs, mean, low, high)
         ax.set_xlabel("recommendation epoch")
@@ -117,7 +122,7 @@ def ablation(store: ResultStore, dataset: str, out: Path, data_version: str | No
         means = [row.cells[m].mean for m in ABLATION_METRICS]
         stds = [row.cells[m].std or 0.0 for m in ABLATION_METRICS]
         ax.bar([x + i * width for x in range(len(ABLATION_METRICS))], means, width, yerr=stds, capsize=3,
-               label=f"{row.label} ({row.seeds} seeds)")
+               label=f"{row.label} ({_seeds(row.seeds)})")
         plotted[row.label] = {m: (row.cells[m].mean, row.cells[m].std) for m in ABLATION_METRICS}
     ax.set_xticks([x + width * (len(rows) - 1) / 2 for x in range(len(ABLATION_METRICS))])
     ax.set_xticklabels([m.split("/")[1] for m in ABLATION_METRICS])
