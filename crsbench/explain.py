@@ -117,6 +117,5 @@ def plot_turns(explanations: list[TurnExplanation], out: Path, max_rows: int = 1
             ax.set_title(title, fontsize=9)
             ax.set_xlim(0, 1)
             ax.tick_params(labelsize=7)
-    fig.tight_layout()
-    fig.savefig(out)
-    plt.close(fig)
+    from crsbench.results.plots import save_figure
+    save_figure(plt, fig, out)

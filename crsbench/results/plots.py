@@ -33,6 +33,14 @@ def _seeds(count: int) -> str:
     return f"{count} seed" if count == 1 else f"{count} seeds"
 
 
+def save_figure(plt, fig, out: Path) -> None:
+    """Lay the figure out and write it atomically (PNG, SVG or PDF by the suffix), then free it."""
+    from crsbench.atomic import atomic_write
+    fig.tight_layout()
+    atomic_write(out, lambda handle: fig.savefig(handle, format=Path(out).suffix.lstrip(".") or "png"), mode="wb")
+    plt.close(fig)
+
+
 def _pyplot():
     import matplotlib
     matplotlib.use("Agg")
@@ -100,9 +108,7 @@ def mim_curve(store: ResultStore, dataset: str, out: Path, data_version: str | N
         ax.legend(fontsize=8)
     fig.suptitle(f"{dataset}: test scores after every epoch, for this curve only (the runs' reported "
                  "metrics are those of the epoch chosen on validation)", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out)
-    plt.close(fig)
+    save_figure(plt, fig, out)
     return plotted
 
 
@@ -128,9 +134,7 @@ def ablation(store: ResultStore, dataset: str, out: Path, data_version: str | No
     ax.set_xticklabels([m.split("/")[1] for m in ABLATION_METRICS])
     ax.legend(fontsize=8)
     ax.set_title(f"{dataset}: KGSF's conversation ablations (test split; error bars: std over seeds)", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(out)
-    plt.close(fig)
+    save_figure(plt, fig, out)
     return plotted
 
 
@@ -155,9 +159,7 @@ def curves(run_dirs: list[str], metric: str, out: Path, stage: str | None = None
     ax.set_xlabel("epoch" + (f" of stage {stage}" if stage else ""))
     ax.set_ylabel(metric)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out)
-    plt.close(fig)
+    save_figure(plt, fig, out)
     return plotted
 
 
@@ -210,7 +212,5 @@ def data_curve(store: ResultStore, dataset: str, out: Path, data_version: str | 
         ax.set_ylabel(metric.replace("test/", "test "))
         ax.legend(fontsize=8)
     fig.suptitle(f"{dataset}: recommendation against training data (error bars: std over seeds)", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(out)
-    plt.close(fig)
+    save_figure(plt, fig, out)
     return plotted
