@@ -90,6 +90,17 @@ def advance_transformer(decoder: TransformerDecoder, tokens: torch.Tensor, state
     return hidden, GenerationState(cache, state.extras)
 
 
+def equal_norms(vectors: torch.Tensor) -> torch.Tensor:
+    """Word vectors rescaled to one common norm (their mean), directions kept.
+
+    gensim's word2vec norms grow with word frequency; tied to the output layer they give frequent
+    words larger logits from the start (issue 12 §3). This removes that prior and nothing else."""
+    norms = vectors.norm(dim=1, keepdim=True)
+    nonzero = norms.squeeze(1) > 0
+    target = norms[nonzero].mean()
+    return torch.where(norms > 0, vectors * (target / norms.clamp_min(1e-12)), vectors)
+
+
 class ResponseGenerator(nn.Module):
     """Transformer encoder-decoder with word2vec-initialised, tied input/output embeddings.
 
@@ -105,9 +116,12 @@ class ResponseGenerator(nn.Module):
             raise ConfigError(f"model.conv.dim is {dim} but the word2vec embeddings have {vectors.shape[1]} "
                               "dimensions", hint=f"set both to one value, e.g. --set model.conv.dim="
                                                  f"{vectors.shape[1]}, or --set data.word2vec_dim={dim}")
+        if settings["embedding_norm"] not in ("word2vec", "equal"):
+            raise ConfigError(f"model.conv.embedding_norm: unknown value {settings['embedding_norm']!r}",
+                              hint="use one of word2vec, equal")
         self.embedding = nn.Embedding(len(data.vocab), dim, padding_idx=PAD_ID)
         with torch.no_grad():
-            self.embedding.weight.copy_(vectors)
+            self.embedding.weight.copy_(equal_norms(vectors) if settings["embedding_norm"] == "equal" else vectors)
             self.embedding.weight[PAD_ID].zero_()
         embed = TokenEmbedding(self.embedding, settings["dropout"])
         common = dict(layers=settings["layers"], heads=settings["heads"], ffn=settings["ffn"],
