@@ -11,39 +11,20 @@ measured on identical pairs.
 from __future__ import annotations
 
 import argparse
-import random
-from dataclasses import replace
-
-import torch
 
 
 def perplexities(run_dir: str, split: str, samples: int, seed: int, batch_size: int) -> tuple[float, float, int]:
-    """(own-context perplexity, shuffled-context perplexity, samples scored) of one finished run."""
+    """(own-context perplexity, another sample's context perplexity, samples scored) of one finished
+    run: `crsbench.evaluator.evaluate_context_use` (what the trainer logs per conversation epoch as
+    gen/context_gain) on a fixed random subset of the split."""
     from crsbench.datasets.loader import load_dataset
-    from crsbench.metrics.generation import perplexity
-    from crsbench.models.base import CONV, move_to
+    from crsbench.evaluator import evaluate_context_use
     from crsbench.runner import load_trained
     model, config = load_trained(run_dir)
     data = load_dataset(model.data.name, config["data"])
-    chosen = data.instances[split].samples
-    if samples < len(chosen):
-        chosen = sorted(random.Random(seed).sample(chosen, samples), key=lambda s: s.sample_id)
-    order = list(range(len(chosen)))
-    random.Random(seed + 1).shuffle(order)
-    shuffled = [replace(s, context=chosen[j].context, context_items=chosen[j].context_items,
-                        context_entities=chosen[j].context_entities, context_words=chosen[j].context_words)
-                for s, j in zip(chosen, order)]
-    results = []
-    with torch.no_grad(), model.inference():
-        for group in (chosen, shuffled):
-            nll, count = 0.0, 0
-            for start in range(0, len(group), batch_size):
-                sums, counts = model.response_nll(move_to(model.collate(group[start:start + batch_size], CONV),
-                                                          model.device))
-                nll += float(sums.double().sum())
-                count += int(counts.sum())
-            results.append(perplexity(nll, count))
-    return results[0], results[1], len(chosen)
+    chosen = data.instances[split].sample(samples, seed=seed)
+    result = evaluate_context_use(model, chosen, batch_size, seed=seed + 1)
+    return result["gen/ppl"], result["gen/ppl_other_context"], len(chosen.samples)
 
 
 def main() -> None:

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import inspect
 import json
+import random
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -261,6 +263,26 @@ def evaluate_perplexity(model: CRSModel, split: SplitInstances, batch_size: int)
     finally:
         model.train(was_training)
     return {"gen/ppl": perplexity(nll, count)}
+
+
+def with_other_contexts(samples: Sequence[Sample], seed: int) -> list[Sample]:
+    """Each sample given the context (turns, items, entities, words) of another sample of the list,
+    paired by a seeded random permutation: the control of `evaluate_context_use`."""
+    order = list(range(len(samples)))
+    random.Random(seed).shuffle(order)
+    return [replace(s, context=o.context, context_items=o.context_items, context_entities=o.context_entities,
+                    context_words=o.context_words) for s, o in zip(samples, (samples[j] for j in order))]
+
+
+def evaluate_context_use(model: CRSModel, split: SplitInstances, batch_size: int,
+                         seed: int = 1) -> dict[str, float]:
+    """Does the decoder read its context (issue 12 §3)? The gold responses' perplexity with each
+    sample's own context ("gen/ppl") and with another sample's ("gen/ppl_other_context", same pairs
+    for every model given the seed), and their ratio "gen/context_gain" (near 1: context ignored)."""
+    own = evaluate_perplexity(model, split, batch_size)["gen/ppl"]
+    other_split = SplitInstances(split.split, with_other_contexts(split.samples, seed), [], {})
+    other = evaluate_perplexity(model, other_split, batch_size)["gen/ppl"]
+    return {"gen/ppl": own, "gen/ppl_other_context": other, "gen/context_gain": other / own}
 
 
 def write_predictions(path: str | Path, records: Sequence[dict]) -> None:

@@ -251,3 +251,38 @@ def test_no_repeat_ngram_blocks_a_repeated_bigram():
     assert out[0, 6] == float("-inf") and torch.isfinite(out[0]).sum() == 9     # "5 6" seen: 6 banned after 5
     assert torch.isfinite(out[1]).all()
     assert torch.equal(block_repeats(torch.zeros(2, 10), history, 0), torch.zeros(2, 10))
+
+
+def test_other_contexts_pair_every_sample_with_another_ones_context(tiny_bundle):
+    from crsbench.evaluator import with_other_contexts
+    samples = build_instances(tiny_bundle)["train"].samples
+    other = with_other_contexts(samples, seed=1)
+    assert [s.response for s in other] == [s.response for s in samples]
+    contexts = [s.context for s in samples]
+    assert sorted(map(id, (s.context for s in other))) == sorted(map(id, contexts))   # a permutation
+    assert [s.context for s in other] != contexts
+    for s in other:                                   # a context moves with its items, entities, words
+        donor = next(d for d in samples if d.context is s.context)
+        assert (s.context_items, s.context_entities, s.context_words) == \
+            (donor.context_items, donor.context_entities, donor.context_words)
+    assert [id(s.context) for s in with_other_contexts(samples, seed=1)] == [id(s.context) for s in other]
+
+
+def test_context_use_is_one_exactly_when_the_decoder_ignores_its_encoder(tiny_bundle):
+    """gen/context_gain = ppl with another sample's context / ppl with the own one: a Transformer
+    reads its context (gain != 1); with the encoder's output replaced by zeros it cannot (gain 1)."""
+    from baselines.transformer import Transformer
+    from crsbench.evaluator import evaluate_context_use
+    from tests.conftest import model_defaults
+    settings = model_defaults(Transformer)
+    settings["conv"].update(dim=8, ffn=8)
+    torch.manual_seed(0)
+    model = Transformer(settings, tiny_bundle)
+    train = build_instances(tiny_bundle)["train"]
+    reading = evaluate_context_use(model, train, batch_size=2)
+    assert reading["gen/context_gain"] == pytest.approx(reading["gen/ppl_other_context"] / reading["gen/ppl"])
+    assert abs(reading["gen/context_gain"] - 1.0) > 1e-4
+    encode = model.generator.encode
+    model.generator.encode = lambda batch: (torch.zeros_like(encode(batch)[0]), encode(batch)[1])
+    blind = evaluate_context_use(model, train, batch_size=2)
+    assert blind["gen/context_gain"] == pytest.approx(1.0, abs=1e-6)

@@ -222,7 +222,11 @@ def test_generation_curve_per_conversation_epoch(tiny_bundle, tmp_path):
     assert [(l["stage"], l["epoch"]) for l in lines] == [("pretrain", 1), ("pretrain", 2), ("rec", 1), ("rec", 2),
                                                        ("rec", 3), ("conv", 1), ("conv", 2)]
     conv = [l for l in lines if l["stage"] == "conv"]
-    assert all({"gen/dist@2", "gen/item_ratio", "gen/bleu@2", "gen/ppl"} <= set(l["generation"]) for l in conv)
+    assert all({"gen/dist@2", "gen/item_ratio", "gen/bleu@2", "gen/ppl", "gen/ppl_other_context",
+                "gen/context_gain"} <= set(l["generation"]) for l in conv)
+    for line in conv:
+        g = line["generation"]
+        assert g["gen/context_gain"] == pytest.approx(g["gen/ppl_other_context"] / g["gen/ppl"])
     assert not any("generation" in l for l in lines if l["stage"] != "conv")
     assert summary["stages"][2]["history"][1]["generation"] == conv[1]["generation"]
     events = EventAccumulator(str(tmp_path / "tensorboard"))

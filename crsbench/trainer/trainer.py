@@ -246,7 +246,8 @@ class Trainer:
                     for key, value in curve.items():
                         self.writer.add_scalar(f"{stage.name}/generation/{key}", value, epoch + 1)
                     line += (f", sampled valid dist@2 {curve.get('gen/dist@2', 0):.4f} item_ratio "
-                             f"{curve.get('gen/item_ratio', 0):.4f}")
+                             f"{curve.get('gen/item_ratio', 0):.4f} context gain "
+                             f"{curve.get('gen/context_gain', float('nan')):.3f}")
                 seconds = time.perf_counter() - epoch_started
                 entry["seconds"] = seconds
                 self._append_history(stage, entry)
@@ -368,7 +369,7 @@ class Trainer:
     def _generation_curve(self, stage: Stage) -> dict[str, float]:
         """Generation metrics of a fixed random subset of validation samples after a conversation
         epoch (eval.generation_every_epoch): for curves only, never for model selection."""
-        from crsbench.evaluator import evaluate_generation
+        from crsbench.evaluator import evaluate_context_use, evaluate_generation
         ev = self.config["eval"]
         n = ev.get("generation_every_epoch") or 0
         if stage.validate != CONV or n <= 0:
@@ -376,6 +377,8 @@ class Trainer:
         valid = self.instances["valid"].head(ev.get("max_samples")).sample(n, seed=0)
         metrics, _ = evaluate_generation(self.model, valid, ev["batch_size"], ev["max_length"], 1,
                                          ev.get("no_repeat_ngram", 0))
+        if "gen/ppl" in metrics:       # the same samples with other samples' contexts (context use)
+            metrics.update(evaluate_context_use(self.model, valid, ev["batch_size"]))
         return {k: v for k, v in metrics.items() if not k.endswith("/count")}
 
     def _append_history(self, stage: Stage, entry: dict) -> None:
