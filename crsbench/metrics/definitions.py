@@ -48,6 +48,10 @@ METRICS: tuple[Metric, ...] = (
            "n = 1..4", True, GEN, "instance"),
     Metric("ppl", "exp(summed NLL of the gold response tokens / their number); lower is better", False, GEN,
            "corpus"),
+    Metric("ppl_other_context", "ppl of the same gold responses, each given another sample's context (a seeded "
+           "random pairing): the control of context_gain", False, GEN, "corpus"),
+    Metric("context_gain", "ppl_other_context / ppl: how much a response's own context helps the decoder "
+           "(1 = the context is ignored); logged per conversation epoch", True, GEN, "corpus"),
 )
 _BY_FAMILY = {m.name: m for m in METRICS}
 _CUTOFF = re.compile(r"^(?P<base>[a-z_]+)@(?P<k>\d+)$")
