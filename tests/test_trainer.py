@@ -249,3 +249,19 @@ def test_test_curve_scores_every_rec_epoch_and_changes_nothing(tiny_bundle, tmp_
     rec = [l for l in lines if l["stage"] == "rec"]
     assert len(rec) == 3 and all("all/recall@10" in l["test_curve"] for l in rec)
     assert not any("test_curve" in l for l in lines if l["stage"] != "rec")
+
+
+def test_conversation_validation_decodes_only_when_a_decoded_metric_selects(tiny_bundle, tmp_path):
+    """Without an early-stop metric (the paper protocol, the long curves) or with "ppl", a
+    conversation epoch validates by teacher-forced perplexity alone; decoding the whole validation
+    split is paid only when the selection needs decoded responses (e.g. dist@2)."""
+    import json
+    for metric, decoded in (("null", False), ("ppl", False), ("dist@2", True)):
+        run_dir = tmp_path / metric
+        config = _config("stages.conv.epochs=1", "eval.generation_every_epoch=0",
+                         f"stages.conv.early_stop_metric={metric}")
+        _train(tiny_bundle, run_dir, config)
+        conv = [json.loads(l) for l in (run_dir / "history.jsonl").read_text().splitlines()
+                if json.loads(l)["stage"] == "conv"]
+        assert "gen/ppl" in conv[0]["valid"]
+        assert ("gen/dist@2" in conv[0]["valid"]) == decoded, metric

@@ -350,8 +350,8 @@ class Trainer:
             metrics, _ = evaluate_recommendation(self.model, valid, ["all"], ev["ks"], ev["batch_size"])
             return metrics
         metric = stage_settings(self.config, stage.name)["early_stop_metric"] or ""
-        if metric.strip() == "ppl":       # teacher-forced perplexity suffices: skip decoding
-            return evaluate_perplexity(self.model, valid, ev["batch_size"])
+        if metric.strip() in ("", "ppl"):     # nothing decoded selects: teacher-forced perplexity suffices
+            return evaluate_perplexity(self.model, valid, ev["batch_size"])     # (curves: generation_every_epoch)
         metrics, _ = evaluate_generation(self.model, valid, ev["batch_size"], ev["max_length"], 1)
         return metrics
 
