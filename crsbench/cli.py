@@ -115,6 +115,13 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_history(args: argparse.Namespace) -> int:
+    from crsbench.results.history import history_table
+    for i, run_dir in enumerate(args.runs):
+        print(("\n" if i else "") + f"{run_dir}:\n\n" + history_table(run_dir, args.stage, args.columns))
+    return 0
+
+
 def _cmd_runs(args: argparse.Namespace) -> int:
     if args.reindex:
         from crsbench.results.store import reindex
@@ -278,6 +285,13 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("--data-dir", help="data directory whose data version is plotted (default as for run)")
     plot.add_argument("--all-data", action="store_true", help="also runs on other data versions")
     plot.set_defaults(func=_cmd_plot)
+
+    hist = sub.add_parser("history", help="a run's per-epoch record (history.jsonl) as a Markdown table")
+    hist.add_argument("runs", nargs="+", help="run directories")
+    hist.add_argument("--stage", help="only this stage's epochs (e.g. conv)")
+    hist.add_argument("--columns", nargs="+", help="metrics to show, e.g. train_loss gen/ppl gen/dist@2 "
+                                                   "valid:gen/ppl (default: those the run logged of a standard set)")
+    hist.set_defaults(func=_cmd_history)
 
     runs = sub.add_parser("runs", help="list run directories with their status (finished, failed, interrupted, "
                                        "running, stale)")

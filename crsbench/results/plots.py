@@ -13,13 +13,13 @@
 """
 from __future__ import annotations
 
-import json
 import statistics
 from collections import defaultdict
 from pathlib import Path
 
 from crsbench.errors import ConfigError, CrsbenchError
 from crsbench.results.compare import compare
+from crsbench.results.history import history_value, read_history
 from crsbench.results.store import ResultStore
 from crsbench.run_dir import RunDir
 
@@ -46,25 +46,6 @@ def _pyplot():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     return plt
-
-
-def read_history(run_dir: str | Path) -> list[dict]:
-    """The run's history.jsonl (one line per epoch of every stage); [] when it has none."""
-    path = RunDir(Path(run_dir)).history
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def history_value(entry: dict, metric: str) -> float | None:
-    """A per-epoch quantity: train_loss, or a key of the validation metrics, the generation curve or
-    the test curve (e.g. gen/dist@2, all/recall@50)."""
-    if metric in ("train_loss", "seconds"):
-        return entry.get(metric)
-    for part in ("valid", "generation", "test_curve"):
-        if metric in entry.get(part, {}):
-            return entry[part][metric]
-    return None
 
 
 def _band(series: list[list[float]]) -> tuple[list[int], list[float], list[float], list[float]]:
