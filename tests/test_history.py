@@ -44,3 +44,14 @@ def test_bad_columns_and_stages_name_the_run_and_the_fix(tmp_path, capsys):
         history_table(run.path, "pretrain")
     assert main(["history", str(run.path), "--stage", "conv", "--columns", "train_loss"]) == 0
     assert "| conv | 2 | 3 |" in capsys.readouterr().out
+
+
+def test_a_run_from_before_history_jsonl_reads_its_epochs_from_metrics_json(tmp_path):
+    run = RunDir(tmp_path / "old")
+    run.path.mkdir()
+    epochs = [{"epoch": e, "train_loss": 8.0 - e, "valid": {"all/recall@50": 0.1 * e}, "seconds": 90.0} for e in (1, 2)]
+    run.metrics_file.write_text(json.dumps({"metrics": {}, "training": {"stages": [
+        {"stage": "rec", "best": 0.2, "best_epoch": 2, "epochs": 2, "history": epochs}]}}))
+    table = history_table(run.path).splitlines()
+    assert table[0] == "| stage | epoch | train_loss | valid:all/recall@50 | seconds |"
+    assert table[2:] == ["| rec | 1 | 7 | 0.1 | 90.0 |", "| rec | 2 | 6 | 0.2 | 90.0 |"]

@@ -17,11 +17,16 @@ DEFAULT_COLUMNS = ("train_loss", "valid:gen/ppl", "generation:gen/context_gain",
 
 
 def read_history(run_dir: str | Path) -> list[dict]:
-    """The run's history.jsonl (one line per epoch of every stage); [] when it has none."""
-    path = RunDir(Path(run_dir)).history
-    if not path.exists():
+    """The run's history.jsonl (one line per epoch of every stage). A finished run from before
+    history.jsonl existed has the same per-epoch entries in metrics.json's training summary; []
+    when neither is there."""
+    run = RunDir(Path(run_dir))
+    if run.history.exists():
+        return [json.loads(line) for line in run.history.read_text().splitlines() if line.strip()]
+    if not run.metrics_file.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    stages = (run.read_metrics().get("training") or {}).get("stages") or []
+    return [{"stage": stage.get("stage"), **entry} for stage in stages for entry in stage.get("history") or []]
 
 
 def history_value(entry: dict, metric: str, part: str | None = None) -> float | None:
