@@ -274,12 +274,14 @@ def with_other_contexts(samples: Sequence[Sample], seed: int) -> list[Sample]:
                     context_words=o.context_words) for s, o in zip(samples, (samples[j] for j in order))]
 
 
-def evaluate_context_use(model: CRSModel, split: SplitInstances, batch_size: int,
-                         seed: int = 1) -> dict[str, float]:
+def evaluate_context_use(model: CRSModel, split: SplitInstances, batch_size: int, seed: int = 1,
+                         own: float | None = None) -> dict[str, float]:
     """Does the decoder read its context (issue 12 §3)? The gold responses' perplexity with each
-    sample's own context ("gen/ppl") and with another sample's ("gen/ppl_other_context", same pairs
-    for every model given the seed), and their ratio "gen/context_gain" (near 1: context ignored)."""
-    own = evaluate_perplexity(model, split, batch_size)["gen/ppl"]
+    sample's own context ("gen/ppl"; `own` when the caller already has it for these samples) and with
+    another sample's ("gen/ppl_other_context", same pairs for every model given the seed), and their
+    ratio "gen/context_gain" (near 1: context ignored)."""
+    if own is None:
+        own = evaluate_perplexity(model, split, batch_size)["gen/ppl"]
     other_split = SplitInstances(split.split, with_other_contexts(split.samples, seed), [], {})
     other = evaluate_perplexity(model, other_split, batch_size)["gen/ppl"]
     return {"gen/ppl": own, "gen/ppl_other_context": other, "gen/context_gain": other / own}

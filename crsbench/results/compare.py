@@ -47,6 +47,11 @@ class Cell:
         return statistics.stdev(self.values) if len(self.values) > 1 else None
 
 
+def row_label(model: str, tag: str | None) -> str:
+    """How a model and its variant tag are named in tables and figures: "kgsf -MIM", "kbrd"."""
+    return model + (f" {tag}" if tag else "")
+
+
 @dataclass
 class Row:
     model: str
@@ -58,7 +63,7 @@ class Row:
 
     @property
     def label(self) -> str:
-        return self.model + (f" {self.tag}" if self.tag else "")
+        return row_label(self.model, self.tag)
 
 
 @dataclass

@@ -40,6 +40,12 @@ def history_value(entry: dict, metric: str, part: str | None = None) -> float | 
     return None
 
 
+def _column_value(entry: dict, column: str) -> float | None:
+    """A table column's value in one epoch: "metric" or "part:metric" (see history_table)."""
+    part, _, metric = column.rpartition(":")
+    return history_value(entry, metric, part or None)
+
+
 def history_table(run_dir: str | Path, stage: str | None = None,
                   columns: list[str] | None = None) -> str:
     """A Markdown table, one row per epoch of `stage` (all stages when None). A column is a metric,
@@ -49,21 +55,15 @@ def history_table(run_dir: str | Path, stage: str | None = None,
     if not lines:
         raise ConfigError(f"{run_dir}: no epochs" + (f" of stage '{stage}'" if stage else "") + " in history.jsonl",
                           hint="a run writes history.jsonl after each epoch; check the run dir and --stage")
-    def split(column: str) -> tuple[str | None, str]:
-        part, _, metric = column.rpartition(":")
-        return part or None, metric
     if columns is None:
-        columns = [c for c in DEFAULT_COLUMNS if any(history_value(h, split(c)[1], split(c)[0]) is not None
-                                                     for h in lines)]
+        columns = [c for c in DEFAULT_COLUMNS if any(_column_value(h, c) is not None for h in lines)]
     for column in columns:
-        if all(history_value(h, split(column)[1], split(column)[0]) is None for h in lines):
+        if all(_column_value(h, column) is None for h in lines):
             raise ConfigError(f"{run_dir}: '{column}' is in no epoch of history.jsonl",
                               hint=f"e.g. {', '.join(DEFAULT_COLUMNS[:6])}; a part: valid:gen/ppl")
     out = ["| stage | epoch | " + " | ".join(columns) + " |", "|---|---|" + "---|" * len(columns)]
     for h in lines:
-        cells = []
-        for column in columns:
-            value = history_value(h, split(column)[1], split(column)[0])
-            cells.append("" if value is None else f"{value:.1f}" if column == "seconds" else f"{value:.4g}")
+        cells = [_column_value(h, c) for c in columns]
+        cells = ["" if v is None else f"{v:.1f}" if c == "seconds" else f"{v:.4g}" for c, v in zip(columns, cells)]
         out.append(f"| {h['stage']} | {h['epoch']} | " + " | ".join(cells) + " |")
     return "\n".join(out)

@@ -18,7 +18,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from crsbench.errors import ConfigError, CrsbenchError
-from crsbench.results.compare import compare
+from crsbench.results.compare import compare, row_label
 from crsbench.results.history import history_value, read_history
 from crsbench.results.store import ResultStore
 from crsbench.run_dir import RunDir
@@ -134,8 +134,7 @@ def curves(run_dirs: list[str], metric: str, out: Path, stage: str | None = None
             raise ConfigError(f"{run_dir}: no '{metric}' per epoch in {RunDir(Path(run_dir)).history.name}",
                               hint="e.g. train_loss, gen/ppl, gen/dist@2 (eval.generation_every_epoch), "
                                    "all/recall@50 (validation), or choose --stage")
-        tag = meta.get("tag") or ""
-        label = f"{meta['model']}{tag if tag.startswith('-') or not tag else ' ' + tag} seed {meta.get('seed')}"
+        label = f"{row_label(meta['model'], meta.get('tag'))} seed {meta.get('seed')}"
         ax.plot([e for e, _ in points], [v for _, v in points], marker="o", label=label)
         plotted[label] = ([e for e, _ in points], [v for _, v in points])
     ax.set_xlabel("epoch" + (f" of stage {stage}" if stage else ""))

@@ -378,7 +378,7 @@ class Trainer:
         metrics, _ = evaluate_generation(self.model, valid, ev["batch_size"], ev["max_length"], 1,
                                          ev.get("no_repeat_ngram", 0))
         if "gen/ppl" in metrics:       # the same samples with other samples' contexts (context use)
-            metrics.update(evaluate_context_use(self.model, valid, ev["batch_size"]))
+            metrics.update(evaluate_context_use(self.model, valid, ev["batch_size"], own=metrics["gen/ppl"]))
         return {k: v for k, v in metrics.items() if not k.endswith("/count")}
 
     def _append_history(self, stage: Stage, entry: dict) -> None:
