@@ -69,8 +69,10 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from crsbench.sweep.spec import load_sweep
+    from crsbench.sweep.spec import load_sweep, narrow
     sweep = load_sweep(args.file)
+    if args.rows or args.seeds:
+        sweep = narrow(sweep, args.rows, args.seeds)
     if args.dry_run:
         from crsbench.sweep.driver import describe_plan
         from crsbench.sweep.plan import Planner
@@ -268,6 +270,9 @@ def build_parser() -> argparse.ArgumentParser:
                                            "local Ray instance)")
     swp.add_argument("--data-dir", help="data directory (default as for run)")
     swp.add_argument("--dry-run", action="store_true", help="list the cells and which are done, run nothing")
+    swp.add_argument("--rows", nargs="+", metavar="ROW", help="only these rows (and the rows they start from)")
+    swp.add_argument("--seeds", nargs="+", type=int, metavar="SEED",
+                     help="only these seeds, e.g. --seeds 1 to get one seed of every row first")
     swp.set_defaults(func=_cmd_sweep)
 
     plot = sub.add_parser("plot", help="the paper's figures from the stored results: mim-curve (Figure 2), "

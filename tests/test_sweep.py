@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from crsbench.errors import ConfigError
-from crsbench.sweep.spec import cells, load_sweep
+from crsbench.sweep.spec import cells, load_sweep, narrow
 
 pytestmark = pytest.mark.slow
 
@@ -62,6 +62,23 @@ def test_sweep_files_are_checked(tmp_path):
                                                                    {"model": "kgsf", "name": "c", "init_from": "kgsf"}]}))
     assert [c.label for c in cells(sweep)][:2] == ["kgsf / redial / seed 1", "kgsf / redial / seed 2"]
     assert sweep.rows[0].overrides == ["run.tasks=[rec]"]
+
+
+def test_a_sweep_narrows_to_rows_and_seeds_keeping_the_rows_they_start_from(tmp_path):
+    sweep = load_sweep(_write(tmp_path, {"seeds": [1, 2, 3], "rows": [
+        {"model": "popularity"}, {"model": "kgsf"}, {"model": "kgsf", "name": "c", "init_from": "kgsf"},
+        {"model": "kbrd", "seeds": [2, 3]}]}))
+    first = narrow(sweep, seeds=[1])
+    assert [c.label for c in cells(first)] == ["popularity / redial / seed 1", "kgsf / redial / seed 1",
+                                               "c / redial / seed 1"]           # kbrd has no seed 1: dropped
+    conv = narrow(sweep, rows=["c"], seeds=[2, 3])
+    assert [r.name for r in conv.rows] == ["kgsf", "c"] and conv.rows[1].seeds == [2, 3]
+    assert {c.label for c in cells(conv)} <= {c.label for c in cells(sweep)}   # same cells as the full sweep
+    with pytest.raises(ConfigError, match="no row 'kbdr'") as err:
+        narrow(sweep, rows=["kbdr"])
+    assert "did you mean 'kbrd'" in err.value.hint
+    with pytest.raises(ConfigError, match="no seed 4"):
+        narrow(sweep, seeds=[4])
 
 
 @pytest.mark.parametrize("path", sorted((REPO / "sweeps").glob("*.yaml")), ids=lambda p: p.name)

@@ -25,7 +25,7 @@ fails before the first cell trains.
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from crsbench.config.loader import read_yaml
@@ -162,3 +162,28 @@ def load_sweep(path: str | Path) -> Sweep:
 def cells(sweep: Sweep) -> list[Cell]:
     """Every (row, dataset, seed) of the sweep, in file order."""
     return [Cell(r.name, d, s) for r in sweep.rows for d in r.datasets for s in r.seeds]
+
+
+def narrow(sweep: Sweep, rows: list[str] | None = None, seeds: list[int] | None = None) -> Sweep:
+    """The part of a sweep to run now (`crsbench sweep --rows/--seeds`), e.g. seed 1 of every row first.
+
+    A kept row brings the rows it starts from (init_from), so its cells can still be planned; the
+    narrowed sweep's cells are the full sweep's, so a later full run finds them done."""
+    names = [r.name for r in sweep.rows]
+    for name in rows or []:
+        if name not in names:
+            close = difflib.get_close_matches(name, names, n=1)
+            raise ConfigError(f"--rows: {sweep.path} has no row '{name}'",
+                              hint=f"did you mean '{close[0]}'?" if close else f"rows: {', '.join(names)}")
+    every_seed = sorted({s for r in sweep.rows for s in r.seeds})
+    for seed in seeds or []:
+        if seed not in every_seed:
+            raise ConfigError(f"--seeds: {sweep.path} has no seed {seed}",
+                              hint=f"its seeds: {', '.join(map(str, every_seed))}")
+    wanted = set(rows or names)
+    for row in reversed(sweep.rows):                    # a source comes before the rows that use it
+        if row.name in wanted and row.init_from:
+            wanted.add(row.init_from)
+    kept = [replace(row, seeds=[s for s in row.seeds if seeds is None or s in seeds])
+            for row in sweep.rows if row.name in wanted]
+    return replace(sweep, rows=[row for row in kept if row.seeds])
