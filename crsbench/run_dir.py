@@ -155,6 +155,21 @@ class RunDir:
         from crsbench.config.loader import load_saved_config
         return load_saved_config(self.config_file)
 
+    def read_config_today(self) -> dict[str, Any]:
+        """The saved config with the settings added to crsbench since it was saved at their defaults,
+        so a run resumed, scored or started from (`run.init_from`) behaves as it did."""
+        from loguru import logger
+
+        from crsbench.config.loader import fill_defaults, resolve_config
+        from crsbench.registry import get_dataset, get_model
+        meta = self.read_meta()
+        config = self.read_config()
+        missing = fill_defaults(resolve_config(get_model(meta["model"]), get_dataset(meta["dataset"])), config)
+        if missing:
+            logger.warning(f"{self.config_file} was saved by an older crsbench; today's defaults fill "
+                           f"{', '.join(missing)}")
+        return config
+
     def read_metrics(self) -> dict[str, Any]:
         """metrics.json, or {} when the run has none yet; malformed is a DataError naming the file."""
         try:

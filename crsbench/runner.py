@@ -137,7 +137,7 @@ def execute_run(run: RunDir, resuming: bool, stop: StopRequest | None = None, re
     started = time.perf_counter()
     stop = stop or StopRequest()
     meta = run.read_meta()
-    config = _saved_config(run, meta) if resuming else run.read_config()
+    config = run.read_config_today() if resuming else run.read_config()
     if resuming:
         if meta.get("status") == FINISHED:
             logger.info(f"{run.path} has finished already: scoring it again")
@@ -196,18 +196,6 @@ def _run(run: RunDir, meta: dict, config: dict, model_name: str, dataset_name: s
     return RunResult(meta["run_id"], run.path, metrics)
 
 
-def _saved_config(run: RunDir, meta: dict) -> dict:
-    """A run's saved config, with the settings added to crsbench since it was saved at their
-    defaults (so a run resumed or scored by a newer crsbench behaves as it did)."""
-    from crsbench.config.loader import fill_defaults, resolve_config
-    config = run.read_config()
-    missing = fill_defaults(resolve_config(get_model(meta["model"]), get_dataset(meta["dataset"])), config)
-    if missing:
-        logger.warning(f"{run.config_file} was saved by an older crsbench; today's defaults fill "
-                       f"{', '.join(missing)}")
-    return config
-
-
 def _load_run(run: RunDir, data_dir: str | None) -> tuple[dict, dict, LoadedDataset, CRSModel]:
     """A finished run's metadata, config, data and model with its trained weights (eval mode)."""
     from crsbench.trainer import checkpoint
@@ -217,7 +205,7 @@ def _load_run(run: RunDir, data_dir: str | None) -> tuple[dict, dict, LoadedData
         raise ConfigError(f"{run.path}: no trained weights here ({RunDir.WEIGHTS}; status "
                           f"{meta.get('status', 'unknown')})",
                           hint=f"finish training first: crsbench run --resume {run.path}")
-    config = _saved_config(run, meta)
+    config = run.read_config_today()
     if data_dir is not None:
         config["data"]["dir"] = data_dir
     seed_everything(config["run"]["seed"])

@@ -48,7 +48,7 @@ def start_weights(model: CRSModel, model_name: str, dataset_name: str, config: d
     if (meta["model"], meta["dataset"]) != (model_name, dataset_name):
         raise ConfigError(f"run.init_from: {source} is a {meta['model']} run on {meta['dataset']}, this run is "
                           f"{model_name} on {dataset_name}", hint=hint)
-    saved = run.read_config()
+    saved = run.read_config_today()            # a source saved before a data setting existed used its default
     theirs = saved["data"]
     changed = sorted(k for k in set(theirs) | set(config["data"])
                      if k not in NOT_KEYED and theirs.get(k) != config["data"].get(k))

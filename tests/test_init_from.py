@@ -95,6 +95,23 @@ def test_a_run_saved_before_the_conversation_side_existed_gets_a_clear_error(set
     assert "run.init_from" in err.value.hint
 
 
+def test_a_source_saved_before_a_data_setting_existed_counts_it_at_its_default(setup, tmp_path):
+    """Table 2's KBRD runs predate data.kg_edges: the sweep planner counted them done (today's
+    defaults fill what an older config lacks), and init_from must read them the same way."""
+    data, common, rec = setup
+    old = tmp_path / "redial" / "kgsf" / "older-run"
+    shutil.copytree(rec.run_dir, old)
+    config = yaml.safe_load((old / "config.yaml").read_text())
+    assert config["data"].pop("kg_edges") == "crsbench"
+    (old / "config.yaml").write_text(yaml.safe_dump(config))
+    conv = run_experiment("kgsf", "redial", data_dir=str(data), seed=5,
+                          overrides=common + ["run.tasks=[conv]", f"run.init_from={old}"])
+    assert any(k.endswith("dist@2") for k in conv.metrics)
+    with pytest.raises(ConfigError, match=r"other data settings \(kg_edges\)"):   # a real difference still counts
+        run_experiment("kgsf", "redial", data_dir=str(data), seed=5,
+                       overrides=common + ["run.tasks=[conv]", "data.kg_edges=release", f"run.init_from={old}"])
+
+
 def test_what_this_run_trains_starts_fresh_not_from_the_source(setup):
     """A source that already has conversation weights (here the untrained ones of seed 5) must not
     hand them to a conversation run: before this, variants trained on a full KGSF run fine-tuned its
