@@ -100,6 +100,9 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix.lower() not in (".png", ".svg", ".pdf"):
         raise ConfigError(f"--out {args.out}: the file type is not one of .png, .svg, .pdf", hint="e.g. --out fig.png")
+    if args.extrapolate_to is not None and (args.figure != "data-curve" or args.extrapolate_to < 1):
+        raise ConfigError(f"--extrapolate-to {args.extrapolate_to}: only for data-curve, as a number of training "
+                          f"conversations (1 or more)", hint="e.g. plot data-curve --extrapolate-to 9105")
     if args.figure == "curves":
         if not args.runs or not args.metric:
             raise ConfigError("plot curves needs --runs and --metric", hint="e.g. --runs RUN_DIR --metric gen/dist@2")
@@ -111,8 +114,12 @@ def _cmd_plot(args: argparse.Namespace) -> int:
         from crsbench.registry import get_dataset
         get_dataset(args.dataset)
         version = None if args.all_data else current_data_version(args.dataset, args.data_dir)
-        draw = {"mim-curve": plots.mim_curve, "ablation": plots.ablation, "data-curve": plots.data_curve}
-        draw[args.figure](results_db(args.output_dir), args.dataset, out, version)
+        if args.figure == "data-curve":
+            plotted = plots.data_curve(results_db(args.output_dir), args.dataset, out, version, args.extrapolate_to)
+            print(plots.data_curve_table(plotted, args.extrapolate_to))
+        else:
+            draw = {"mim-curve": plots.mim_curve, "ablation": plots.ablation}
+            draw[args.figure](results_db(args.output_dir), args.dataset, out, version)
     print(f"wrote {out}")
     return 0
 
@@ -285,6 +292,9 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("--runs", nargs="+", help="run directories (curves)")
     plot.add_argument("--metric", help="curves: train_loss, gen/ppl, gen/dist@2, all/recall@50, ...")
     plot.add_argument("--stage", help="curves: only this stage's epochs (e.g. conv)")
+    plot.add_argument("--extrapolate-to", type=int, metavar="N",
+                      help="data-curve: extend each model's log-linear trend to N training conversations "
+                           "and print its value there (e.g. 9105, the full ReDial release)")
     plot.add_argument("--out", required=True, help="the figure file: .png, .svg or .pdf")
     plot.add_argument("--output-dir", default="runs", help="where the runs and results.sqlite are")
     plot.add_argument("--data-dir", help="data directory whose data version is plotted (default as for run)")

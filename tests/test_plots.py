@@ -85,6 +85,10 @@ def test_curves_and_data_curve(tmp_path):
         for seed, value in enumerate(r50, 1):
             _run(tmp_path, store, f"kbrd-{n}", "kbrd", seed, {"test/all/recall@10": value / 2, "test/all/recall@50": value},
                  config={"model": {}, "stages": {}, "data": {"train_fraction": n / 1600}}, train_conversations=n)
-    plotted = plots.data_curve(store, "redial", tmp_path / "d.png", DATA)
+    plotted = plots.data_curve(store, "redial", tmp_path / "d.png", DATA, extrapolate_to=3200)
     assert plotted["kbrd"]["test/all/recall@50"] == [(800, pytest.approx(0.31), pytest.approx(statistics.stdev([0.30, 0.32])), 2),
                                                     (1600, pytest.approx(0.35), pytest.approx(statistics.stdev([0.34, 0.36])), 2)]
+    trend = plotted["trends"]["kbrd"]["test/all/recall@50"]
+    assert trend.per_doubling == pytest.approx(0.04) and trend.at(3200) == pytest.approx(0.39)
+    table = plots.data_curve_table(plotted, 3200)
+    assert "| kbrd | all/recall@50 | 0.3100 ± 0.0141 | 0.3500 ± 0.0141 | +0.0400 | 0.3900 (" in table

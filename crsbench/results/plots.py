@@ -9,10 +9,11 @@
 - `curves`: any per-epoch quantity of chosen runs (`history.jsonl`: train_loss, validation metrics,
   the generation curve of eval.generation_every_epoch, the test curve).
 - `data-curve`: test Recall@10/@50 against training conversations (data.train_fraction runs), per
-  model, mean and band over seeds.
+  model, mean and std over seeds, with each model's log-linear trend, optionally extrapolated.
 """
 from __future__ import annotations
 
+import math
 import statistics
 from collections import defaultdict
 from pathlib import Path
@@ -21,6 +22,7 @@ from crsbench.errors import ConfigError, CrsbenchError
 from crsbench.results.compare import compare, row_label
 from crsbench.results.history import history_value, read_history
 from crsbench.results.store import ResultStore
+from crsbench.results.trend import LogTrend
 from crsbench.run_dir import RunDir
 
 FIGURES = ("mim-curve", "ablation", "curves", "data-curve")
@@ -158,8 +160,11 @@ def _train_conversations(run: dict, config: dict, known: dict[str, int]) -> int 
     return count if count is not None else known.get(run["data_fingerprint"])
 
 
-def data_curve(store: ResultStore, dataset: str, out: Path, data_version: str | None = None) -> dict:
-    """Test R@10/R@50 against training conversations; returns {label: {metric: [(n, mean, std, seeds)]}}."""
+def data_curve(store: ResultStore, dataset: str, out: Path, data_version: str | None = None,
+               extrapolate_to: int | None = None) -> dict:
+    """Test R@10/R@50 against training conversations (log axis), with each model's log-linear trend
+    (`LogTrend`) drawn dashed, out to `extrapolate_to` conversations when given. Returns
+    {label: {metric: [(n, mean, std, seeds)]}} and, under "trends", {label: {metric: LogTrend}}."""
     points: dict[str, dict[int, dict[str, list[float]]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
     known: dict[str, int] = {}
     for run in _finished(store, dataset, data_version):
@@ -180,18 +185,60 @@ def data_curve(store: ResultStore, dataset: str, out: Path, data_version: str | 
                           hint="crsbench sweep sweeps/data_fraction_redial.yaml")
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    plotted: dict = {}
+    plotted: dict = {"trends": {}}
     for ax, metric in zip(axes, ("test/all/recall@10", "test/all/recall@50")):
         for label, by_count in sorted(points.items()):
             xs = sorted(by_count)
             means = [statistics.fmean(by_count[x][metric]) for x in xs]
             stds = [statistics.stdev(by_count[x][metric]) if len(by_count[x][metric]) > 1 else 0.0 for x in xs]
-            ax.errorbar(xs, means, yerr=stds, marker="o", capsize=3, label=label)
+            line = ax.errorbar(xs, means, yerr=stds, marker="o", capsize=3, label=label)
             plotted.setdefault(label, {})[metric] = [(x, m, s, len(by_count[x][metric]))
                                                      for x, m, s in zip(xs, means, stds)]
-        ax.set_xlabel("training conversations")
+            if len(xs) < 2:
+                continue
+            trend = LogTrend.fit([x for x in xs for _ in by_count[x][metric]],
+                                 [v for x in xs for v in by_count[x][metric]])
+            plotted["trends"].setdefault(label, {})[metric] = trend
+            end = max(xs[-1], extrapolate_to or 0)
+            span = [xs[0] * (end / xs[0]) ** (i / 20) for i in range(21)]
+            ax.plot(span, [trend.at(x) for x in span], "--", color=line[0].get_color(), linewidth=1)
+            if extrapolate_to:
+                low, high = trend.interval(extrapolate_to)
+                ax.errorbar([extrapolate_to], [trend.at(extrapolate_to)],
+                            yerr=None if math.isnan(low) else [[trend.at(extrapolate_to) - low], [high - trend.at(extrapolate_to)]],
+                            marker="x", capsize=3, color=line[0].get_color(), linestyle="none")
+        ax.set_xscale("log")
+        ax.set_xlabel("training conversations (log scale)")
         ax.set_ylabel(metric.replace("test/", "test "))
         ax.legend(fontsize=8)
-    fig.suptitle(f"{dataset}: recommendation against training data (error bars: std over seeds)", fontsize=9)
+    fig.suptitle(f"{dataset}: recommendation against training data (error bars: std over seeds; dashed: "
+                 f"fit a + b·ln n" + (f", x: its value at {extrapolate_to:,} with 95 % interval)" if extrapolate_to else ")"),
+                 fontsize=9)
     save_figure(plt, fig, out)
     return plotted
+
+
+def data_curve_table(plotted: dict, extrapolate_to: int | None = None) -> str:
+    """`data_curve`'s numbers as Markdown: mean per training-set size, the gain per doubling, and
+    (with `extrapolate_to`) the trend's value there with its 95 % interval."""
+    sizes = sorted({n for label, by_metric in plotted.items() if label != "trends"
+                    for series in by_metric.values() for n, *_ in series})
+    head = ["model", "metric"] + [f"n = {n:,}" for n in sizes] + ["per doubling"]
+    if extrapolate_to:
+        head.append(f"trend at {extrapolate_to:,} (95 % interval)")
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for label in sorted(k for k in plotted if k != "trends"):
+        for metric, series in plotted[label].items():
+            means = {n: f"{m:.4f}" + (f" ± {s:.4f}" if k > 1 else "") for n, m, s, k in series}
+            trend = plotted["trends"].get(label, {}).get(metric)
+            cells = [label, metric.replace("test/", "")] + [means.get(n, "—") for n in sizes]
+            cells.append("—" if trend is None else f"{trend.per_doubling:+.4f}")
+            if extrapolate_to:
+                if trend is None:
+                    cells.append("—")
+                else:
+                    low, high = trend.interval(extrapolate_to)
+                    cells.append(f"{trend.at(extrapolate_to):.4f}" +
+                                 ("" if math.isnan(low) else f" ({low:.4f}–{high:.4f})"))
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
