@@ -132,6 +132,18 @@ def _cmd_history(args: argparse.Namespace) -> int:
 
 
 def _cmd_runs(args: argparse.Namespace) -> int:
+    if args.archive:
+        from crsbench.results.archive import archive_runs
+        done = archive_runs(args.output_dir, args.archive, args.dataset)
+        print(f"wrote {args.archive}: {done['runs']} finished run(s), {done['files']} record files, "
+              f"{done['bytes'] / 1024:.0f} KiB (no weights)")
+        return 0
+    if args.unarchive:
+        from crsbench.results.archive import unarchive_runs
+        done = unarchive_runs(args.unarchive, args.output_dir)
+        print(f"added {done['added']} run(s) to {args.output_dir} ({done['kept']} already there, kept); "
+              f"results.sqlite now indexes {done['indexed']}")
+        return 0
     if args.reindex:
         from crsbench.results.store import reindex
         count, skipped = reindex(args.output_dir)
@@ -312,8 +324,13 @@ def build_parser() -> argparse.ArgumentParser:
                                        "running, stale)")
     runs.add_argument("--dataset", help="only runs of this dataset")
     runs.add_argument("--output-dir", default="runs", help="the runs root (default: runs)")
-    runs.add_argument("--reindex", action="store_true",
+    what = runs.add_mutually_exclusive_group()
+    what.add_argument("--reindex", action="store_true",
                       help="rebuild results.sqlite from the finished runs' directories")
+    what.add_argument("--archive", metavar="FILE.tar.gz",
+                      help="write the finished runs' records (no weights) into one file, to keep or move")
+    what.add_argument("--unarchive", metavar="FILE.tar.gz",
+                      help="add an archive's runs to --output-dir (existing runs kept) and reindex")
     runs.set_defaults(func=_cmd_runs)
 
     chat = sub.add_parser("chat", help="talk to a trained model (reads stdin; works piped too)")

@@ -92,6 +92,19 @@ class RunDir:
         """Per-instance outcomes for significance tests (ranks, per-response scores; npz)."""
         return self.path / f"outcomes_{split}.npz"
 
+    # The weightless record of a run: what `compare`, `plot`, `history` and the paired tests read,
+    # and what `crsbench runs --archive` keeps (weights, checkpoints, logs and dumps are left out).
+    RECORD = (META, CONFIG, METRICS, "history.jsonl")
+    RECORD_PATTERN = re.compile(r"outcomes_[A-Za-z0-9_]+\.npz")
+
+    @classmethod
+    def is_record_file(cls, name: str) -> bool:
+        return name in cls.RECORD or cls.RECORD_PATTERN.fullmatch(name) is not None
+
+    def record_files(self) -> list[Path]:
+        """This run's record files that exist, in a fixed order."""
+        return sorted(p for p in self.path.iterdir() if p.is_file() and self.is_record_file(p.name))
+
     # --- creation --------------------------------------------------------------------------
     @classmethod
     def create(cls, root: Path, dataset: str, model: str, tag: str, seed: int) -> "RunDir":

@@ -1,0 +1,113 @@
+"""`crsbench runs --archive/--unarchive`: a runs tree's records survive a move to a new machine, and
+nothing but record files comes out of an archive."""
+import io
+import os
+import subprocess
+import sys
+import tarfile
+
+import pytest
+
+from crsbench.errors import DataError
+from crsbench.results.archive import archive_runs, unarchive_runs
+from crsbench.results.compare import compare
+from crsbench.results.row_tests import add_significance
+from crsbench.results.store import results_db
+from crsbench.run_dir import RunDir, find_runs
+from conftest import small_redial
+
+
+def cli(*args, env):
+    return subprocess.run([sys.executable, "-m", "crsbench", *args], capture_output=True, text=True, env=env,
+                          timeout=600)
+
+
+@pytest.fixture(scope="module")
+def trained(real_data_dir, tmp_path_factory):
+    """Two models, two seeds each, on a small slice of the real ReDial data."""
+    tmp = tmp_path_factory.mktemp("archive")
+    data = small_redial(real_data_dir, tmp)
+    env = {**os.environ, "CRSBENCH_CACHE": str(tmp / "cache"), "CRSBENCH_DATA": str(data)}
+    for model in ("popularity", "context_repeat"):
+        for seed in (1, 2):
+            proc = cli("run", "--model", model, "--dataset", "redial", "--seed", str(seed),
+                       "--set", f"run.output_dir={tmp / 'runs'}", env=env)
+            assert proc.returncode == 0, proc.stderr
+    return tmp, env
+
+
+def _table(root):
+    table = compare(results_db(root), "redial")
+    add_significance(table, "popularity", resamples=500)
+    return table.to_markdown()
+
+
+def test_records_move_to_a_new_runs_tree_and_give_the_same_table(trained, tmp_path):
+    tmp, env = trained
+    for run in find_runs(tmp / "runs"):                      # what an archive must leave out
+        (run.path / RunDir.WEIGHTS).write_bytes(b"weights")
+        (run.checkpoints).mkdir(exist_ok=True)
+        (run.last_checkpoint).write_bytes(b"checkpoint")
+    out = tmp_path / "records.tar.gz"
+    proc = cli("runs", "--output-dir", str(tmp / "runs"), "--archive", str(out), env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "4 finished run(s)" in proc.stdout
+    with tarfile.open(out) as tar:
+        names = tar.getnames()
+    assert {n.split("/")[-1] for n in names} >= {"run.json", "config.yaml", "metrics.json", "outcomes_test.npz"}
+    assert not any(n.endswith((".pt", "log.txt")) for n in names)
+
+    fresh = tmp_path / "new_machine"
+    proc = cli("runs", "--output-dir", str(fresh), "--unarchive", str(out), env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "added 4 run(s)" in proc.stdout and "indexes 4" in proc.stdout
+    assert _table(fresh) == _table(tmp / "runs")             # means, stds and paired markers alike
+    assert "*" in _table(fresh)                              # context_repeat differs from popularity
+
+    run = find_runs(fresh)[0]
+    run.update_meta(note="edited here")                      # a run already there is kept as it is
+    before = {p: p.read_bytes() for r in find_runs(fresh) for p in r.record_files()}
+    again = unarchive_runs(out, fresh)
+    assert again == {"added": 0, "kept": 4, "indexed": 4}
+    assert before == {p: p.read_bytes() for r in find_runs(fresh) for p in r.record_files()}
+    assert run.read_meta()["note"] == "edited here"
+
+
+def _tar(path, members):
+    with tarfile.open(path, "w:gz") as tar:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+@pytest.mark.parametrize("name", ["../redial/x/r/run.json", "/abs/redial/x/run.json", "redial/x/r/model.pt",
+                                  "redial/x/run.json", "redial/x/r/sub/run.json"])
+def test_an_archive_member_that_is_not_a_record_file_writes_nothing(tmp_path, name):
+    bad = _tar(tmp_path / "bad.tar.gz", [("redial/kgsf/r-seed1/config.yaml", b"run: {}\n"), (name, b"{}")])
+    with pytest.raises(DataError, match="is not a run record file") as err:
+        unarchive_runs(bad, tmp_path / "runs")
+    assert name in err.value.message and "crsbench runs --archive" in err.value.hint
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("*.yaml"))
+
+
+def test_a_link_or_a_broken_file_is_refused(tmp_path):
+    link = tmp_path / "link.tar.gz"
+    with tarfile.open(link, "w:gz") as tar:
+        info = tarfile.TarInfo("redial/kgsf/r-seed1/run.json")
+        info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        tar.addfile(info)
+    with pytest.raises(DataError, match="not a run record file"):
+        unarchive_runs(link, tmp_path / "runs")
+    (tmp_path / "junk.tar.gz").write_bytes(b"not a tar")
+    with pytest.raises(DataError, match="not a readable .tar.gz"):
+        unarchive_runs(tmp_path / "junk.tar.gz", tmp_path / "runs")
+    with pytest.raises(DataError, match="has no run.json"):
+        unarchive_runs(_tar(tmp_path / "nometa.tar.gz", [("redial/kgsf/r-seed1/config.yaml", b"x")]), tmp_path / "runs")
+
+
+def test_nothing_finished_is_an_error(tmp_path):
+    (tmp_path / "runs").mkdir()
+    with pytest.raises(DataError, match="no finished runs"):
+        archive_runs(tmp_path / "runs", tmp_path / "x.tar.gz")
