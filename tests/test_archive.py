@@ -42,6 +42,7 @@ def _table(root):
     return table.to_markdown()
 
 
+@pytest.mark.slow
 def test_records_move_to_a_new_runs_tree_and_give_the_same_table(trained, tmp_path):
     tmp, env = trained
     for run in find_runs(tmp / "runs"):                      # what an archive must leave out
