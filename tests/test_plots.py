@@ -92,3 +92,11 @@ def test_curves_and_data_curve(tmp_path):
     assert trend.per_doubling == pytest.approx(0.04) and trend.at(3200) == pytest.approx(0.39)
     table = plots.data_curve_table(plotted, 3200)
     assert "| kbrd | all/recall@50 | 0.3100 ± 0.0141 | 0.3500 ± 0.0141 | +0.0400 | 0.3900 (" in table
+    for n, r50 in ((800, 0.33), (1600, 0.33)):               # a flat model: better with less data, then not
+        _run(tmp_path, store, f"kgsf-{n}", "kgsf", 1, {"test/all/recall@10": 0.1, "test/all/recall@50": r50},
+             config={"model": {"mim": False}, "stages": {}, "data": {}}, train_conversations=n)
+    plotted = plots.data_curve(store, "redial", tmp_path / "d.png", DATA)
+    assert plots.data_curve_orders(plotted, "test/all/recall@50") == [(800, ["kgsf -MIM", "kbrd"]),
+                                                                      (1600, ["kbrd", "kgsf -MIM"])]
+    assert "all/recall@50 order by mean (changes with data): n = 800: kgsf -MIM > kbrd; n = 1,600: kbrd > kgsf -MIM" \
+        in plots.data_curve_table(plotted)

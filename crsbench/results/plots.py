@@ -241,4 +241,21 @@ def data_curve_table(plotted: dict, extrapolate_to: int | None = None) -> str:
                     cells.append(f"{trend.at(extrapolate_to):.4f}" +
                                  ("" if math.isnan(low) else f" ({low:.4f}–{high:.4f})"))
             lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    for metric in ("test/all/recall@10", "test/all/recall@50"):
+        orders = data_curve_orders(plotted, metric)
+        if orders:
+            changes = len({tuple(order) for _, order in orders}) > 1
+            lines.append(f"{metric.replace('test/', '')} order by mean ({'changes' if changes else 'the same'} "
+                         f"with data): " + "; ".join(f"n = {n:,}: {' > '.join(order)}" for n, order in orders))
     return "\n".join(lines)
+
+
+def data_curve_orders(plotted: dict, metric: str) -> list[tuple[int, list[str]]]:
+    """The models from best to worst mean at each training-set size every model was run at."""
+    series = {label: {n: m for n, m, *_ in by_metric[metric]}
+              for label, by_metric in plotted.items() if label != "trends" and metric in by_metric}
+    if len(series) < 2:
+        return []
+    shared = sorted(set.intersection(*(set(s) for s in series.values())))
+    return [(n, sorted(series, key=lambda label: -series[label][n])) for n in shared]
