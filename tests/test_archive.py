@@ -112,3 +112,15 @@ def test_nothing_finished_is_an_error(tmp_path):
     (tmp_path / "runs").mkdir()
     with pytest.raises(DataError, match="no finished runs"):
         archive_runs(tmp_path / "runs", tmp_path / "x.tar.gz")
+
+
+def test_a_ray_task_ships_the_same_record_and_its_log(tmp_path):
+    from crsbench.sweep.executors import _ship
+    run = RunDir(tmp_path / "redial" / "kgsf" / "r-seed1")
+    run.path.mkdir(parents=True)
+    for name in ("run.json", "config.yaml", "metrics.json", "history.jsonl", "outcomes_test.npz", "log.txt",
+                 "model.pt", "output.txt", "predictions_test.jsonl"):
+        (run.path / name).write_bytes(name.encode())
+    assert sorted(_ship(run.path)) == sorted(["run.json", "config.yaml", "metrics.json", "history.jsonl",
+                                              "outcomes_test.npz", "log.txt"])
+    assert _ship(run.path)["history.jsonl"] == b"history.jsonl"

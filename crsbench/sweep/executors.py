@@ -2,8 +2,9 @@
 
 Each cell trains and scores exactly as `crsbench run` does, but leaves the results index alone:
 the driver is the only writer of `results.sqlite` (SQLite is never written from several machines). A Ray task also returns the run's
-small files (run.json, config.yaml, metrics.json, outcomes), which the driver writes into its own
-runs root when the worker's files are not visible to it (no shared output directory).
+record (`RunDir.RECORD`: run.json, config.yaml, metrics.json, history.jsonl, outcomes) and its log,
+which the driver writes into its own runs root when the worker's files are not visible to it (no
+shared output directory).
 """
 from __future__ import annotations
 
@@ -12,8 +13,6 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-
-SHIPPED = ("run.json", "config.yaml", "metrics.json", "log.txt")     # plus outcomes_*.npz
 
 
 @dataclass
@@ -45,11 +44,10 @@ class Outcome:
 
 
 def _ship(run_dir: Path) -> dict[str, bytes]:
-    out = {}
-    for path in [run_dir / n for n in SHIPPED] + sorted(run_dir.glob("outcomes_*.npz")):
-        if path.exists():
-            out[path.name] = path.read_bytes()
-    return out
+    """The run's record and its log (a failed cell's log is what its report shows)."""
+    from crsbench.run_dir import RunDir
+    run = RunDir(run_dir)
+    return {path.name: path.read_bytes() for path in run.record_files() + ([run.log] if run.log.exists() else [])}
 
 
 def run_task(task: Task, ship: bool = False) -> Outcome:
