@@ -41,6 +41,7 @@ class RunDir:
     WEIGHTS = "model.pt"       # the final weights
     METRICS = "metrics.json"   # test metrics, timings and per-stage training summaries
     LOG = "log.txt"
+    HISTORY = "history.jsonl"  # one JSON line per training epoch
 
     # --- paths ---------------------------------------------------------------------------
     @property
@@ -82,7 +83,7 @@ class RunDir:
     @property
     def history(self) -> Path:
         """One JSON line per training epoch: stage, epoch, train loss, validation and curve metrics."""
-        return self.path / "history.jsonl"
+        return self.path / self.HISTORY
 
     def predictions(self, split: str) -> Path:
         """Per-instance predictions for people (JSON lines; `evaluate --dump`)."""
@@ -94,7 +95,7 @@ class RunDir:
 
     # The weightless record of a run: what `compare`, `plot`, `history` and the paired tests read,
     # and what `crsbench runs --archive` keeps (weights, checkpoints, logs and dumps are left out).
-    RECORD = (META, CONFIG, METRICS, "history.jsonl")
+    RECORD = (META, CONFIG, METRICS, HISTORY)
     RECORD_PATTERN = re.compile(r"outcomes_[A-Za-z0-9_]+\.npz")
 
     @classmethod

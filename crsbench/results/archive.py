@@ -10,7 +10,6 @@ record files, never overwrites a run that is already there, and rebuilds results
 """
 from __future__ import annotations
 
-import io
 import re
 import tarfile
 from pathlib import Path
@@ -72,15 +71,16 @@ def unarchive_runs(archive: str | Path, root: str | Path) -> dict[str, int]:
         for member in members:                             # check everything before writing anything
             run, name = _member_path(member, archive)
             by_run.setdefault(run, []).append((member, name))
+        for run, entries in by_run.items():
+            if RunDir.META not in {name for _, name in entries}:
+                raise DataError(f"{archive}: run '{run}' has no {RunDir.META}",
+                                hint="unarchive only files written by `crsbench runs --archive`")
         added = kept = 0
         for run, entries in sorted(by_run.items()):
             target = RunDir(root / run)
             if target.exists():
                 kept += 1
                 continue
-            if RunDir.META not in {name for _, name in entries}:
-                raise DataError(f"{archive}: run '{run}' has no {RunDir.META}",
-                                hint="unarchive only files written by `crsbench runs --archive`")
             target.path.mkdir(parents=True, exist_ok=True)
             for member, name in sorted(entries, key=lambda e: e[1] == RunDir.META):   # run.json last
                 data = tar.extractfile(member).read()
