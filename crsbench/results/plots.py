@@ -21,6 +21,7 @@ from pathlib import Path
 from crsbench.errors import ConfigError, CrsbenchError
 from crsbench.results.compare import compare, row_label
 from crsbench.results.history import history_value, read_history
+from crsbench.results.size_order import ALPHA, pair_tests, reversals, size_orders
 from crsbench.results.store import ResultStore
 from crsbench.results.trend import LogTrend
 from crsbench.run_dir import RunDir
@@ -28,6 +29,7 @@ from crsbench.run_dir import RunDir
 FIGURES = ("mim-curve", "ablation", "curves", "data-curve")
 ABLATION_ROWS = (("kgsf", ""), ("kgsf", "-KG-D"), ("kgsf", "-copy"), ("kgsf", "-MIM"), ("kgsf", "faithful"))
 ABLATION_METRICS = ("gen/dist@2", "gen/dist@3", "gen/dist@4", "gen/item_ratio")
+DATA_CURVE_KEYS = ("trends", "runs")      # data_curve's entries that are not models
 
 
 def _seeds(count: int) -> str:
@@ -164,8 +166,10 @@ def data_curve(store: ResultStore, dataset: str, out: Path, data_version: str | 
                extrapolate_to: int | None = None) -> dict:
     """Test R@10/R@50 against training conversations (log axis), with each model's log-linear trend
     (`LogTrend`) drawn dashed, out to `extrapolate_to` conversations when given. Returns
-    {label: {metric: [(n, mean, std, seeds)]}} and, under "trends", {label: {metric: LogTrend}}."""
+    {label: {metric: [(n, mean, std, seeds)]}}, under "trends" {label: {metric: LogTrend}}, and under
+    "runs" {label: {n: [run dir]}} (for the paired tests of `data_curve_table`)."""
     points: dict[str, dict[int, dict[str, list[float]]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
+    run_dirs: dict[str, dict[int, list[str]]] = defaultdict(lambda: defaultdict(list))
     known: dict[str, int] = {}
     for run in _finished(store, dataset, data_version):
         config = store.get_run(run["run_id"])["config"]
@@ -180,12 +184,13 @@ def data_curve(store: ResultStore, dataset: str, out: Path, data_version: str | 
             continue                                   # the pre-training study is not a data point
         for metric in ("test/all/recall@10", "test/all/recall@50"):
             points[label][count][metric].append(metrics[metric])
+        run_dirs[label][count].append(run["run_dir"])
     if not points:
         raise ConfigError(f"no finished recommendation runs on {dataset} record their training conversations",
                           hint="crsbench sweep sweeps/data_fraction_redial.yaml")
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    plotted: dict = {"trends": {}}
+    plotted: dict = {"trends": {}, "runs": {label: dict(by_count) for label, by_count in run_dirs.items()}}
     for ax, metric in zip(axes, ("test/all/recall@10", "test/all/recall@50")):
         for label, by_count in sorted(points.items()):
             xs = sorted(by_count)
@@ -221,13 +226,13 @@ def data_curve(store: ResultStore, dataset: str, out: Path, data_version: str | 
 def data_curve_table(plotted: dict, extrapolate_to: int | None = None) -> str:
     """`data_curve`'s numbers as Markdown: mean per training-set size, the gain per doubling, and
     (with `extrapolate_to`) the trend's value there with its 95 % interval."""
-    sizes = sorted({n for label, by_metric in plotted.items() if label != "trends"
+    sizes = sorted({n for label, by_metric in plotted.items() if label not in DATA_CURVE_KEYS
                     for series in by_metric.values() for n, *_ in series})
     head = ["model", "metric"] + [f"n = {n:,}" for n in sizes] + ["per doubling"]
     if extrapolate_to:
         head.append(f"trend at {extrapolate_to:,} (95 % interval)")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for label in sorted(k for k in plotted if k != "trends"):
+    for label in sorted(k for k in plotted if k not in DATA_CURVE_KEYS):
         for metric, series in plotted[label].items():
             means = {n: f"{m:.4f}" + (f" ± {s:.4f}" if k > 1 else "") for n, m, s, k in series}
             trend = plotted["trends"].get(label, {}).get(metric)
@@ -243,19 +248,20 @@ def data_curve_table(plotted: dict, extrapolate_to: int | None = None) -> str:
             lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     for metric in ("test/all/recall@10", "test/all/recall@50"):
-        orders = data_curve_orders(plotted, metric)
-        if orders:
-            changes = len({tuple(order) for _, order in orders}) > 1
-            lines.append(f"{metric.replace('test/', '')} order by mean ({'changes' if changes else 'the same'} "
-                         f"with data): " + "; ".join(f"n = {n:,}: {' > '.join(order)}" for n, order in orders))
+        by_label = {label: {n: m for n, m, *_ in by_metric[metric]}
+                    for label, by_metric in plotted.items() if label not in DATA_CURVE_KEYS and metric in by_metric}
+        tests = pair_tests(by_label, plotted.get("runs", {}), metric)
+        orders = size_orders(by_label, tests)
+        if not orders:
+            continue
+        name = metric.replace("test/", "")
+        lines.append(f"{name} order by mean (`>`: paired p < {ALPHA} against the next model, seeds averaged per "
+                     f"instance; `≈`: not): " + "; ".join(f"n = {o.size:,}: {o.render()}" for o in orders))
+        flips = reversals(tests)
+        untested = sum(t.p is None for t in tests)
+        verdict = ("changes with data: " + "; ".join(
+            f"{a.better} > {a.worse} at n = {a.size:,} (p = {a.p:.2g}) but {b.better} > {b.worse} at n = {b.size:,} "
+            f"(p = {b.p:.2g})" for a, b in flips)) if flips else "does not change significantly with data"
+        lines.append(f"{name}: the order {verdict}" + (f" ({untested} pair(s) untested: no stored outcomes)"
+                                                      if untested else "") + ".")
     return "\n".join(lines)
-
-
-def data_curve_orders(plotted: dict, metric: str) -> list[tuple[int, list[str]]]:
-    """The models from best to worst mean at each training-set size every model was run at."""
-    series = {label: {n: m for n, m, *_ in by_metric[metric]}
-              for label, by_metric in plotted.items() if label != "trends" and metric in by_metric}
-    if len(series) < 2:
-        return []
-    shared = sorted(set.intersection(*(set(s) for s in series.values())))
-    return [(n, sorted(series, key=lambda label: -series[label][n])) for n in shared]

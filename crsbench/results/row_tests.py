@@ -39,7 +39,7 @@ def _rec_values(name: str, k: int | None, ranks: np.ndarray) -> np.ndarray:
     raise ValueError(name)
 
 
-def _per_instance(column: str, runs: list[str], split: str) -> dict[str, float]:
+def per_instance(column: str, runs: list[str], split: str) -> dict[str, float]:
     """key -> the outcome averaged over the given runs (instances all of them scored)."""
     view, _, name = column.partition("/")
     spec, k = parse(name)
@@ -109,7 +109,7 @@ def compare_cell(column: str, cell: Cell, base: Cell, split: str, resamples: int
     if math.isnan(cell.p_welch):
         cell.p_welch = None
     if spec.level == "instance":
-        mine, theirs = _per_instance(column, cell.runs, split), _per_instance(column, base.runs, split)
+        mine, theirs = per_instance(column, cell.runs, split), per_instance(column, base.runs, split)
         keys = sorted(set(mine) & set(theirs))
         if keys:
             cell.p_paired = sig.paired_permutation_test(np.array([mine[k] for k in keys]),
@@ -134,7 +134,7 @@ def add_confidence_intervals(table: ComparisonTable, resamples: int, seed: int) 
                 if spec.level == "corpus":
                     (parts,) = _corpus(column, [cell.runs], table.split, keys)
                 else:
-                    values = _per_instance(column, cell.runs, table.split)
+                    values = per_instance(column, cell.runs, table.split)
                     x = np.array([values[k] for k in sorted(values)])[:, None]
                     parts = [sig.CorpusStatistic(x, lambda sums, count: sums[:, 0] / max(count, 1))]
                 cell.ci = sig.subsample_ci(parts, resamples, seed)

@@ -1,0 +1,103 @@
+"""Does the models' order change with training data? Each size's order by mean, with the paired test
+between neighbours, and the pairs whose order reverses *significantly* between two sizes.
+
+A swap of means inside the noise is no change of order: two models are ordered at a size only when
+the paired approximate randomisation test over the test instances (each model's seeds averaged per
+instance, as `compare --baseline` does) gives p < `alpha`. Runs without stored outcomes are left
+untested (p = None), and an untested pair never counts as a reversal.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import combinations
+
+import numpy as np
+
+from crsbench.errors import DataError
+from crsbench.results import significance as sig
+from crsbench.results.row_tests import per_instance
+
+ALPHA = 0.05
+
+
+@dataclass
+class PairTest:
+    """Model `better` has the higher mean than `worse` at `size`; `p`: paired p-value (None: untested)."""
+
+    size: int
+    better: str
+    worse: str
+    gap: float
+    p: float | None
+
+    def significant(self, alpha: float = ALPHA) -> bool:
+        return self.p is not None and self.p < alpha
+
+
+@dataclass
+class SizeOrder:
+    """The models from best to worst mean at one size, and the test between each neighbouring pair."""
+
+    size: int
+    models: list[str]
+    neighbours: list[PairTest]
+
+    def render(self, alpha: float = ALPHA) -> str:
+        """e.g. "kgsf -MIM > kbrd ≈ kgsf": `>` where the neighbours differ at p < alpha, `≈` otherwise."""
+        out = self.models[0]
+        for pair in self.neighbours:
+            sign = ">" if pair.significant(alpha) else "≈"
+            out += f" {sign} {pair.worse}" + ("" if pair.p is None else f" (p = {pair.p:.2g})")
+        return out
+
+
+def _paired_p(runs_a: list[str], runs_b: list[str], column: str, split: str) -> float | None:
+    try:
+        a, b = per_instance(column, runs_a, split), per_instance(column, runs_b, split)
+    except (DataError, FileNotFoundError):
+        return None
+    keys = sorted(set(a) & set(b))
+    if not keys:
+        return None
+    return sig.paired_permutation_test(np.array([a[k] for k in keys]), np.array([b[k] for k in keys]))
+
+
+def pair_tests(means: dict[str, dict[int, float]], runs: dict[str, dict[int, list[str]]], metric: str,
+               split: str = "test") -> list[PairTest]:
+    """Every pair of models at every size both were run at. `means`: label -> size -> mean of
+    `metric` ("test/all/recall@50"); `runs`: label -> size -> the run dirs behind that mean."""
+    column = metric.split("/", 1)[1] if metric.startswith(f"{split}/") else metric
+    tests = []
+    for a, b in combinations(sorted(means), 2):
+        for size in sorted(set(means[a]) & set(means[b])):
+            better, worse = (a, b) if means[a][size] >= means[b][size] else (b, a)
+            runs_better, runs_worse = runs.get(better, {}).get(size), runs.get(worse, {}).get(size)
+            p = _paired_p(runs_better, runs_worse, column, split) if runs_better and runs_worse else None
+            tests.append(PairTest(size, better, worse, means[better][size] - means[worse][size], p))
+    return tests
+
+
+def size_orders(means: dict[str, dict[int, float]], tests: list[PairTest]) -> list[SizeOrder]:
+    """The order at each size every model was run at, with the neighbours' tests."""
+    if len(means) < 2:
+        return []
+    found = {(t.size, t.better, t.worse): t for t in tests}
+    orders = []
+    for size in sorted(set.intersection(*(set(m) for m in means.values()))):
+        models = sorted(means, key=lambda label: -means[label][size])
+        orders.append(SizeOrder(size, models, [found[(size, a, b)] for a, b in zip(models, models[1:])]))
+    return orders
+
+
+def reversals(tests: list[PairTest], alpha: float = ALPHA) -> list[tuple[PairTest, PairTest]]:
+    """Pairs of models significantly ordered one way at one size and the other way at another."""
+    by_pair: dict[frozenset, list[PairTest]] = {}
+    for t in tests:
+        if t.significant(alpha):
+            by_pair.setdefault(frozenset((t.better, t.worse)), []).append(t)
+    out = []
+    for found in by_pair.values():
+        for first, second in combinations(sorted(found, key=lambda t: t.size), 2):
+            if first.better != second.better:
+                out.append((first, second))
+    return out
