@@ -76,7 +76,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     if args.dry_run:
         from crsbench.sweep.driver import describe_plan
         from crsbench.sweep.plan import Planner
-        print(describe_plan(Planner(sweep, args.data_dir).plan_all()))
+        print(describe_plan(Planner(sweep, args.data_dir).plan_all(), args.workers or 1))
         return 0
     import signal
     from crsbench.sweep.driver import run_sweep, sweep_table

@@ -4,7 +4,9 @@ sweep files' errors. Every shipped table's sweep file must plan (--dry-run)."""
 import csv
 import json
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -124,7 +126,19 @@ def test_sweep_runs_skips_finished_cells_and_resumes_an_interrupted_one(env, tmp
     assert proc.returncode == 130, log
     assert json.loads((run / "run.json").read_text())["status"] == "interrupted", log
     listing = crsbench("sweep", str(path), "--dry-run", env=env).stdout
-    assert "textcnn / redial / seed 1" in listing and f"resume  {run}" in listing
+    assert re.search(rf"textcnn / redial / seed 1 +resume +\? +{re.escape(str(run))}", listing), listing
+    # a run another live process holds is "running": listed so, and not started a second time
+    interrupted = (run / "run.json").read_text()
+    holder = subprocess.Popen(["sleep", "120"])
+    try:
+        (run / "run.json").write_text(json.dumps({**json.loads(interrupted), "status": "running",
+                                                  "host": socket.gethostname(), "pid": holder.pid, "pid_start": None}))
+        held = crsbench("sweep", str(path), "--dry-run", env=env).stdout
+        assert re.search(rf"textcnn / redial / seed 1 +running +\? +{re.escape(str(run))}", held), held
+        assert "1 running in another process" in held
+    finally:
+        holder.kill()
+        (run / "run.json").write_text(interrupted)
     again = crsbench(*args, env=env)
     assert again.returncode == 1, again.stderr[-3000:]          # the broken cell fails again
     assert f"resuming textcnn / redial / seed 1 ({run})" in again.stderr
@@ -133,7 +147,8 @@ def test_sweep_runs_skips_finished_cells_and_resumes_an_interrupted_one(env, tmp
     assert json.loads((run / "run.json").read_text())["status"] == "finished"
     assert "| popularity |" in again.stdout and "| textcnn |" in again.stdout
     final = crsbench("sweep", str(path), "--dry-run", env=env).stdout
-    assert final.splitlines()[-1].startswith("6 cells: 5 done, 0 to resume, 1 to do")
+    assert "6 cells: 5 done, 0 to resume, 1 to do" in final
+    assert "1 cell(s) unknown (no finished seed of their row yet)" in final       # the broken row
     # the index holds each finished cell once, written by the driver
     crsbench("compare", "--dataset", "redial", "--output-dir", str(out), "--csv", str(tmp_path / "t.csv"), env=env)
     seeds = {r["model"]: r["seeds"] for r in csv.DictReader((tmp_path / "t.csv").open())}

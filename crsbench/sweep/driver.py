@@ -17,8 +17,9 @@ from loguru import logger
 
 from crsbench.results.store import record_finished, results_db
 from crsbench.run_dir import RunDir
+from crsbench.sweep.estimate import duration, estimate
 from crsbench.sweep.executors import Outcome, Task
-from crsbench.sweep.plan import DONE, RESUME, TODO, WAIT, CellPlan, Planner
+from crsbench.sweep.plan import DONE, RESUME, RUNNING, TODO, WAIT, CellPlan, Planner
 from crsbench.sweep.spec import Cell, Sweep
 
 REPORT_EVERY_S = 30.0
@@ -33,16 +34,27 @@ class SweepReport:
     seconds: float = 0.0
 
 
-def describe_plan(plans: list[CellPlan]) -> str:
-    """The --dry-run listing: one line per cell with its status and run dir."""
+def describe_plan(plans: list[CellPlan], workers: int = 1) -> str:
+    """The --dry-run listing: one line per cell with its status, the time it should still take
+    (from its row's finished seeds, `estimate.py`) and its run dir; then the counts and the total."""
+    guess = estimate(plans)
     width = max(len(p.cell.label) for p in plans)
     lines = []
-    for p in plans:
+    for i, p in enumerate(plans):
         where = f"  {p.run_dir}" if p.run_dir else ""
-        lines.append(f"{p.cell.label:<{width}}  {p.status:<6}{where}")
-    counts = {s: sum(p.status == s for p in plans) for s in (DONE, RESUME, TODO, WAIT)}
+        left = f"~{duration(guess.seconds[i])}" if i in guess.seconds else ("?" if i in guess.unknown else "")
+        lines.append(f"{p.cell.label:<{width}}  {p.status:<6} {left:>7}{where}")
+    counts = {s: sum(p.status == s for p in plans) for s in (DONE, RESUME, RUNNING, TODO, WAIT)}
     lines.append(f"{len(plans)} cells: {counts[DONE]} done, {counts[RESUME]} to resume, {counts[TODO]} to do, "
-                 f"{counts[WAIT]} waiting for their init_from cell")
+                 f"{counts[WAIT]} waiting for their init_from cell"
+                 + (f", {counts[RUNNING]} running in another process" if counts[RUNNING] else ""))
+    if guess.seconds or guess.unknown:
+        text = f"estimated compute still to spend: ~{duration(guess.total)} for {len(guess.seconds)} cell(s)"
+        if workers > 1:
+            text += f" (about {duration(guess.total / workers)} with {workers} workers)"
+        if guess.unknown:
+            text += f"; {len(guess.unknown)} cell(s) unknown (no finished seed of their row yet)"
+        lines.append(text + "; from the finished cells' recorded times, on the machine that ran them")
     return "\n".join(lines)
 
 
@@ -77,6 +89,11 @@ def run_sweep(sweep: Sweep, executor, data_dir: str | None = None) -> SweepRepor
     finished: dict[Cell, Path] = {p.cell: p.run_dir for p in plans if p.status == DONE}
     queue = [p for p in plans if p.status in (TODO, RESUME)]
     waiting = [p for p in plans if p.status == WAIT]
+    for p in plans:
+        if p.status == RUNNING:
+            report.skipped.append((p.cell, f"running in another process ({p.run_dir})"))
+            logger.warning(f"not starting {p.cell.label}: another process is running it ({p.run_dir}); "
+                           f"run this sweep again once it has finished")
     running: dict = {}
     started = time.perf_counter()
     total = len(plans)
@@ -125,9 +142,11 @@ def run_sweep(sweep: Sweep, executor, data_dir: str | None = None) -> SweepRepor
                     else:
                         queue.append(new)
                 elif any(source == c for c, _ in report.failed + report.skipped):
+                    why = next(reason for c, reason in report.failed + report.skipped if c == source)
                     waiting.remove(plan)
-                    report.skipped.append((plan.cell, f"its init_from cell {source.label} failed"))
-                    logger.error(f"skipped {plan.cell.label}: its init_from cell {source.label} failed")
+                    report.skipped.append((plan.cell, f"its init_from cell {source.label} did not finish here: {why}"))
+                    logger.error(f"skipped {plan.cell.label}: its init_from cell {source.label} did not finish "
+                                 f"here: {why}")
             if time.perf_counter() - last_report >= REPORT_EVERY_S:
                 logger.info(summary())
                 last_report = time.perf_counter()

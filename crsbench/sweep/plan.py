@@ -3,7 +3,8 @@
 A cell is *done* when a finished run under the runs root has the same resolved config (locations
 aside, and settings added to crsbench since filled with their defaults) and the same data
 fingerprint; it is *resumable* when such a run was interrupted or its process died (the sweep
-continues it with --resume); else it is *to do*. A cell whose `init_from` row has no finished run
+continues it with --resume); it is *running* when such a run's process is alive (another sweep or
+`crsbench run` has it: this sweep does not start it twice); else it is *to do*. A cell whose `init_from` row has no finished run
 for the same dataset and seed waits for it.
 """
 from __future__ import annotations
@@ -15,10 +16,10 @@ from pathlib import Path
 from crsbench.config.loader import fill_defaults
 from crsbench.datasets.provenance import keyed_settings
 from crsbench.errors import CrsbenchError
-from crsbench.run_dir import FINISHED, INTERRUPTED, STALE, RunDir, shown_status
+from crsbench.run_dir import FINISHED, INTERRUPTED, RUNNING as RUN_ALIVE, STALE, RunDir, shown_status
 from crsbench.sweep.spec import Cell, Row, Sweep, cells
 
-DONE, RESUME, TODO, WAIT = "done", "resume", "to do", "waits"
+DONE, RESUME, TODO, WAIT, RUNNING = "done", "resume", "to do", "waits", "running"
 # settings that say where things are, not what is computed
 _LOCATIONS = (("run", "output_dir"), ("run", "device"), ("data", "dir"), ("data", "cache_dir"),
               ("data", "download"))
@@ -118,7 +119,9 @@ class Planner:
             status = shown_status(meta)
             if status == FINISHED and (meta.get("data") or {}).get("fingerprint") == fingerprint:
                 best = CellPlan(cell, row, DONE, run.path, overrides, config)
-            elif status in (INTERRUPTED, STALE) and (best is None or best.status != DONE):
+            elif status == RUN_ALIVE and (best is None or best.status != DONE):
+                best = CellPlan(cell, row, RUNNING, run.path, overrides, config)
+            elif status in (INTERRUPTED, STALE) and (best is None or best.status not in (DONE, RUNNING)):
                 best = CellPlan(cell, row, RESUME, run.path, overrides, config)
         return best or CellPlan(cell, row, TODO, None, overrides, config)
 

@@ -1,0 +1,81 @@
+"""How long the rest of a sweep will take, from the runs it already finished: what `--dry-run` prints
+so that a user can plan compute before starting (or resuming) a long sweep.
+
+A cell's estimate is the median compute time of its row's finished cells on the same dataset (other
+seeds); a cell to resume is charged what is left of that after the epochs its run already trained.
+A row with no finished cell has no estimate. The times are those of the machine the runs ran on.
+"""
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+
+from crsbench.errors import DataError
+from crsbench.results.history import read_history
+from crsbench.run_dir import RunDir
+from crsbench.sweep.plan import DONE, RESUME, RUNNING, CellPlan
+
+
+def finished_seconds(run_dir: Path) -> float | None:
+    """Compute time of a finished run: every stage's training seconds (summed over resumes, as its
+    stages record them) plus loading and scoring; None when the run does not record them."""
+    try:
+        metrics = RunDir(run_dir).read_metrics()
+    except DataError:
+        return None
+    stages = (metrics.get("training") or {}).get("stages") or []
+    timings = metrics.get("timings") or {}
+    if not stages and "total_s" not in timings:
+        return None
+    if not stages:
+        return float(timings["total_s"])
+    return sum(float(s.get("seconds", 0.0)) for s in stages) + float(timings.get("data_s", 0.0)) \
+        + float(timings.get("eval_s", 0.0))
+
+
+def trained_seconds(run_dir: Path) -> float:
+    """Training seconds an unfinished run has already spent (its finished epochs)."""
+    try:
+        return sum(float(h.get("seconds", 0.0)) for h in read_history(run_dir))
+    except DataError:
+        return 0.0
+
+
+@dataclass
+class Estimate:
+    seconds: dict[int, float]          # index into the plans -> estimated seconds still to spend
+    unknown: list[int]                 # cells to run whose row has no finished cell
+
+    @property
+    def total(self) -> float:
+        return sum(self.seconds.values())
+
+
+def estimate(plans: list[CellPlan]) -> Estimate:
+    """Seconds still to spend on each cell this sweep would run (not done, not running elsewhere)."""
+    done: dict[tuple[str, str], list[float]] = {}
+    for p in plans:
+        if p.status == DONE and p.run_dir is not None:
+            seconds = finished_seconds(p.run_dir)
+            if seconds is not None:
+                done.setdefault((p.cell.row, p.cell.dataset), []).append(seconds)
+    out = Estimate({}, [])
+    for i, p in enumerate(plans):
+        if p.status in (DONE, RUNNING):
+            continue
+        known = done.get((p.cell.row, p.cell.dataset))
+        if not known:
+            out.unknown.append(i)
+            continue
+        left = statistics.median(known)
+        if p.status == RESUME and p.run_dir is not None:
+            left = max(0.0, left - trained_seconds(p.run_dir))
+        out.seconds[i] = left
+    return out
+
+
+def duration(seconds: float) -> str:
+    """e.g. 3h05m, 24m, 0m."""
+    minutes = int(round(seconds / 60))
+    return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m"

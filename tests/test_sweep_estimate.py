@@ -1,0 +1,49 @@
+"""`crsbench sweep --dry-run`'s time estimate: a cell still to run costs the median of its row's
+finished seeds; a cell to resume, that less the epochs its run already trained; a row with no
+finished seed is unknown."""
+import json
+
+import pytest
+
+from crsbench.run_dir import RunDir
+from crsbench.sweep.driver import describe_plan
+from crsbench.sweep.estimate import duration, estimate, finished_seconds
+from crsbench.sweep.plan import DONE, RESUME, RUNNING, TODO, CellPlan
+from crsbench.sweep.spec import Cell
+
+
+def _finished(tmp_path, name, stage_seconds, data_s=10.0, eval_s=20.0):
+    run = RunDir(tmp_path / name)
+    run.path.mkdir(parents=True)
+    run.metrics_file.write_text(json.dumps({
+        "training": {"stages": [{"stage": f"s{i}", "seconds": s} for i, s in enumerate(stage_seconds)]},
+        "timings": {"data_s": data_s, "eval_s": eval_s, "train_s": 1.0, "total_s": 2.0}}))
+    return run.path
+
+
+def test_estimate_from_the_rows_finished_seeds(tmp_path):
+    # a resumed run's train_s/total_s cover its last process only: the stages' seconds are what count
+    assert finished_seconds(_finished(tmp_path, "a", [600.0, 1170.0])) == pytest.approx(1800.0)
+    b, c = _finished(tmp_path, "b", [1170.0]), _finished(tmp_path, "c", [3570.0])
+    interrupted = RunDir(tmp_path / "i")
+    interrupted.path.mkdir()
+    interrupted.history.write_text("".join(json.dumps({"stage": "rec", "epoch": e, "seconds": 400.0}) + "\n"
+                                           for e in (1, 2)))
+    plans = [CellPlan(Cell("kgsf", "redial", 1), None, DONE, tmp_path / "a"),
+             CellPlan(Cell("kgsf", "redial", 2), None, DONE, b),
+             CellPlan(Cell("kgsf", "redial", 3), None, DONE, c),
+             CellPlan(Cell("kgsf", "redial", 4), None, TODO),
+             CellPlan(Cell("kgsf", "redial", 5), None, RESUME, interrupted.path),
+             CellPlan(Cell("kgsf", "opendialkg", 1), None, TODO),       # another dataset: no finished seed
+             CellPlan(Cell("kbrd", "redial", 1), None, TODO),
+             CellPlan(Cell("kbrd", "redial", 2), None, RUNNING, tmp_path / "elsewhere")]   # not this sweep's
+    guess = estimate(plans)
+    assert guess.seconds == {3: pytest.approx(1800.0), 4: pytest.approx(1000.0)}   # median 1800; 1800 - 800
+    assert guess.unknown == [5, 6] and guess.total == pytest.approx(2800.0)
+    listing = describe_plan(plans, workers=2)
+    assert "kgsf / redial / seed 4      to do     ~30m" in listing
+    assert "kgsf / redial / seed 5      resume    ~17m" in listing
+    assert listing.splitlines()[-1] == ("estimated compute still to spend: ~47m for 2 cell(s) (about 23m with 2 "
+                                        "workers); 2 cell(s) unknown (no finished seed of their row yet); from the "
+                                        "finished cells' recorded times, on the machine that ran them")
+    assert duration(3 * 3600 + 5 * 60 + 20) == "3h05m"
