@@ -48,13 +48,15 @@ def describe_plan(plans: list[CellPlan], workers: int = 1) -> str:
     lines.append(f"{len(plans)} cells: {counts[DONE]} done, {counts[RESUME]} to resume, {counts[TODO]} to do, "
                  f"{counts[WAIT]} waiting for their init_from cell"
                  + (f", {counts[RUNNING]} running in another process" if counts[RUNNING] else ""))
-    if guess.seconds or guess.unknown:
-        text = f"estimated compute still to spend: ~{duration(guess.total)} for {len(guess.seconds)} cell(s)"
-        if workers > 1:
-            text += f" (about {duration(guess.total / workers)} with {workers} workers)"
-        if guess.unknown:
-            text += f"; {len(guess.unknown)} cell(s) unknown (no finished seed of their row yet)"
-        lines.append(text + "; from the finished cells' recorded times, on the machine that ran them")
+    parts = []
+    if guess.seconds:
+        parts.append(f"~{duration(guess.total)} for {len(guess.seconds)} cell(s)"
+                     + (f" (about {duration(guess.total / workers)} with {workers} workers)" if workers > 1 else ""))
+    if guess.unknown:
+        parts.append(f"{len(guess.unknown)} cell(s) unknown (no finished seed of their row yet)")
+    if parts:
+        lines.append("estimated compute still to spend: " + "; ".join(parts)
+                     + "; from the finished cells' recorded times, on the machine that ran them")
     return "\n".join(lines)
 
 
