@@ -97,6 +97,7 @@ def test_runs_on_other_data_are_left_out_by_default_and_never_merged(tmp_path):
     _record(store, "paper1", "kbrd", 1, 0.40, protocol="paper")
     table = compare(store, "redial", data_version=DATA)
     assert "2 finished run(s) on other data versions left out" in table.to_markdown()
+    assert "replaced by a later run" not in table.to_markdown()
     by_key = {(r.data, r.protocol): r for r in table.rows}
     assert by_key[(DATA + "-settings", "crsbench")].cells["all/recall@10"].values == [0.30, 0.32]
     assert by_key[(DATA + "-other-settings", "crsbench")].seeds == 1
@@ -143,3 +144,14 @@ def test_reindex_rebuilds_the_index_from_run_directories(tmp_path):
         db.execute("CREATE TABLE runs (run_id TEXT)")
         db.execute("PRAGMA user_version = 1")
     assert len(results_db(root).runs()) == 2
+
+
+def test_a_later_run_of_the_same_row_and_seed_replaces_the_earlier_and_says_so(tmp_path):
+    store = ResultStore(tmp_path / "r.sqlite")
+    _record(store, "short1", "redial", 1, 0.10)              # e.g. an under-trained run, then the row again
+    _record(store, "long1", "redial", 1, 0.30)
+    _record(store, "same2", "redial", 2, 0.20)
+    _record(store, "again2", "redial", 2, 0.20)              # the same result again: nothing hidden
+    table = compare(store, "redial", data_version=DATA)
+    assert table.rows[0].cells["all/recall@10"].values == [0.30, 0.20]
+    assert "1 earlier run(s) replaced by a later run of the same row and seed" in table.to_markdown()

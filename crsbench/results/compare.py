@@ -151,8 +151,9 @@ def compare(store: ResultStore, dataset: str, split: str = "test", metrics: Sequ
     """Build the table. `metrics` names metrics without view (e.g. recall@10); default recall@1/10/50
     for every view plus the main generation metrics when present. `data_version` (the hash of the
     raw files) keeps only runs on that data; None keeps all and shows the data column."""
-    latest: dict[tuple, dict[str, tuple[float, str]]] = {}
+    latest: dict[tuple, dict[str, tuple[float, str, str]]] = {}     # metric -> (value, run dir, run id)
     other_data = 0
+    superseded: set[str] = set()         # runs a later run of the same row and seed overrode (other values)
     for run in store.runs(dataset=dataset):                       # oldest first: later runs win
         if run["status"] != "finished":
             continue
@@ -162,7 +163,9 @@ def compare(store: ResultStore, dataset: str, split: str = "test", metrics: Sequ
         key = (run["model"], run["tag"], run["protocol"], run["data_fingerprint"], run["seed"])
         found = latest.setdefault(key, {})
         for name, value in store.metrics(run["run_id"]).items():
-            found[name] = (value, run["run_dir"])
+            if name in found and found[name][2] != run["run_id"] and found[name][0] != value:
+                superseded.add(found[name][2])
+            found[name] = (value, run["run_dir"], run["run_id"])
     wanted = set(metrics) if metrics else set(DEFAULT_REC) | set(DEFAULT_GEN)
     rows: dict[tuple, Row] = {}
     columns: set[str] = set()
@@ -170,7 +173,7 @@ def compare(store: ResultStore, dataset: str, split: str = "test", metrics: Sequ
     for (model, tag, protocol, data, _seed), found in latest.items():
         row = rows.setdefault((model, tag, protocol, data), Row(model, tag, protocol, data, 0))
         row.seeds += 1
-        for name, (value, run_dir) in found.items():
+        for name, (value, run_dir, _) in found.items():
             if not name.startswith(prefix):
                 continue
             column = name[len(prefix):]
@@ -185,4 +188,7 @@ def compare(store: ResultStore, dataset: str, split: str = "test", metrics: Sequ
     table.show_protocol = len({r.protocol for r in table.rows}) > 1
     if other_data:
         table.notes.append(f"{other_data} finished run(s) on other data versions left out (--all-data shows them).")
+    if superseded:
+        table.notes.append(f"{len(superseded)} earlier run(s) replaced by a later run of the same row and seed with "
+                           f"other results (each seed shows its latest run; `crsbench runs` lists them all).")
     return table
