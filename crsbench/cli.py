@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Sequence
 
@@ -134,7 +135,14 @@ def _cmd_history(args: argparse.Namespace) -> int:
 def _cmd_runs(args: argparse.Namespace) -> int:
     if args.archive:
         from crsbench.results.archive import archive_runs
-        done = archive_runs(args.output_dir, args.archive, args.dataset)
+        since = None
+        if args.since:
+            try:
+                since = datetime.fromisoformat(args.since)
+            except ValueError:
+                raise ConfigError(f"--since {args.since}: not a date or time",
+                                  hint="e.g. --since 2026-12-01T11:52 (UTC unless it names its zone)") from None
+        done = archive_runs(args.output_dir, args.archive, args.dataset, since)
         print(f"wrote {args.archive}: {done['runs']} finished run(s), {done['files']} record files, "
               f"{done['bytes'] / 1024:.0f} KiB (no weights)")
         return 0
@@ -331,6 +339,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="write the finished runs' records (no weights) into one file, to keep or move")
     what.add_argument("--unarchive", metavar="FILE.tar.gz",
                       help="add an archive's runs to --output-dir (existing runs kept) and reindex")
+    runs.add_argument("--since", metavar="TIME",
+                      help="--archive: only runs finished at or after TIME (ISO 8601, UTC unless zoned), "
+                           "e.g. one session's")
     runs.set_defaults(func=_cmd_runs)
 
     chat = sub.add_parser("chat", help="talk to a trained model (reads stdin; works piped too)")

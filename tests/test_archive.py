@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import tarfile
+from datetime import datetime, timezone
 
 import pytest
 
@@ -124,3 +125,19 @@ def test_a_ray_task_ships_the_same_record_and_its_log(tmp_path):
     assert sorted(_ship(run.path)) == sorted(["run.json", "config.yaml", "metrics.json", "history.jsonl",
                                               "outcomes_test.npz", "log.txt"])
     assert _ship(run.path)["history.jsonl"] == b"history.jsonl"
+
+
+def test_since_keeps_the_runs_finished_from_then_on(tmp_path):
+    """`runs --archive --since`: one session's runs, so that each archive stays small."""
+    for name, finished in (("old", "2026-12-01T09:26:46+00:00"), ("new", "2026-12-01T14:03:42+00:00")):
+        run = RunDir(tmp_path / "runs" / "redial" / "kgsf" / f"{name}-seed1")
+        run.path.mkdir(parents=True)
+        run.write_meta({"run_id": name, "model": "kgsf", "dataset": "redial", "seed": 1, "status": "finished",
+                        "finished": finished})
+    out = tmp_path / "x.tar.gz"
+    assert archive_runs(tmp_path / "runs", out, since=datetime(2026, 12, 1, 11, 52))["runs"] == 1   # naive = UTC
+    with tarfile.open(out) as tar:
+        assert {m.name.split("/")[2] for m in tar.getmembers()} == {"new-seed1"}
+    assert archive_runs(tmp_path / "runs", out)["runs"] == 2
+    with pytest.raises(DataError, match="no finished runs since 2026-12-01T15:00:00"):
+        archive_runs(tmp_path / "runs", out, since=datetime(2026, 12, 1, 15, 0, tzinfo=timezone.utc))

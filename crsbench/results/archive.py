@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import tarfile
+from datetime import datetime, timezone
 from pathlib import Path
 
 from crsbench.atomic import atomic_write
@@ -21,13 +22,27 @@ from crsbench.run_dir import FINISHED, RunDir, find_runs
 _PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
 
 
-def archive_runs(root: str | Path, out: str | Path, dataset: str | None = None) -> dict[str, int]:
-    """Write every finished run's record under `root` (one dataset's, or all) into `out` (.tar.gz).
+def _finished_since(meta: dict, since: datetime | None) -> bool:
+    if meta.get("status") != FINISHED:
+        return False
+    if since is None:
+        return True
+    finished = datetime.fromisoformat(meta["finished"])
+    return (finished if finished.tzinfo else finished.replace(tzinfo=timezone.utc)) >= since
+
+
+def archive_runs(root: str | Path, out: str | Path, dataset: str | None = None,
+                 since: datetime | None = None) -> dict[str, int]:
+    """Write every finished run's record under `root` (one dataset's, or all; with `since`, only the
+    runs finished at or after it: one session's) into `out` (.tar.gz).
     Returns {"runs": N, "files": F, "bytes": size of the archive}."""
     root, out = Path(root), Path(out)
-    runs = [r for r in find_runs(root, dataset) if r.read_meta().get("status") == FINISHED]
+    if since is not None and since.tzinfo is None:
+        since = since.replace(tzinfo=timezone.utc)
+    runs = [r for r in find_runs(root, dataset) if _finished_since(r.read_meta(), since)]
     if not runs:
-        raise DataError(f"{root}: no finished runs" + (f" of {dataset}" if dataset else "") + " to archive",
+        raise DataError(f"{root}: no finished runs" + (f" of {dataset}" if dataset else "")
+                        + (f" since {since.isoformat()}" if since else "") + " to archive",
                         hint="crsbench runs --output-dir DIR lists what is there")
     files = 0
 
