@@ -27,7 +27,6 @@ class PairTest:
     size: int
     better: str
     worse: str
-    gap: float
     p: float | None
 
     def significant(self, alpha: float = ALPHA) -> bool:
@@ -54,7 +53,7 @@ class SizeOrder:
 def _paired_p(runs_a: list[str], runs_b: list[str], column: str, split: str) -> float | None:
     try:
         a, b = per_instance(column, runs_a, split), per_instance(column, runs_b, split)
-    except (DataError, FileNotFoundError):
+    except DataError:                       # no stored outcomes (read_outcomes says so as a DataError)
         return None
     keys = sorted(set(a) & set(b))
     if not keys:
@@ -73,7 +72,7 @@ def pair_tests(means: dict[str, dict[int, float]], runs: dict[str, dict[int, lis
             better, worse = (a, b) if means[a][size] >= means[b][size] else (b, a)
             runs_better, runs_worse = runs.get(better, {}).get(size), runs.get(worse, {}).get(size)
             p = _paired_p(runs_better, runs_worse, column, split) if runs_better and runs_worse else None
-            tests.append(PairTest(size, better, worse, means[better][size] - means[worse][size], p))
+            tests.append(PairTest(size, better, worse, p))
     return tests
 
 
