@@ -18,6 +18,7 @@ from crsbench.atomic import atomic_write_json
 from crsbench.config.loader import (DEFAULT_PROTOCOL, check_ranges, protocol_layer, resolve_with_sources,
                                     save_config)
 from crsbench.datasets.loader import LoadedDataset, load_dataset
+from crsbench.environment import changed, environment
 from crsbench.errors import ConfigError, DataError
 from crsbench.models.base import CONV, REC, CRSModel, selected_tasks
 from crsbench.registry import get_dataset, get_model
@@ -160,6 +161,24 @@ def execute_run(run: RunDir, resuming: bool, stop: StopRequest | None = None, re
         logger.remove(log_sink)
 
 
+def _record_environment(run: RunDir, meta: dict, device, resuming: bool) -> dict:
+    """Record the environment a fresh run starts in; on resume, a changed one (with a warning: the
+    continuation may not equal a run trained in one go to the last digit)."""
+    current = environment(device)
+    if not resuming:
+        return run.update_meta(environment=current)
+    recorded = meta.get("environment")
+    differences = changed(recorded, current) if recorded else {}
+    if recorded and not differences:
+        return meta
+    if differences:
+        shown = ", ".join(f"{key} {was} -> {now_}" for key, (was, now_) in differences.items())
+        logger.warning(f"{run.path} resumes in another environment than it started in ({shown}); the "
+                       "scores may differ in the last digits from a run trained in one go")
+    return run.update_meta(resume_environments=[*meta.get("resume_environments", []),
+                                                {"at": now(), **current}])
+
+
 def _run(run: RunDir, meta: dict, config: dict, model_name: str, dataset_name: str, resuming: bool,
          stop: StopRequest, started: float, record: bool) -> RunResult:
     from crsbench.trainer import Trainer
@@ -172,6 +191,7 @@ def _run(run: RunDir, meta: dict, config: dict, model_name: str, dataset_name: s
     if share and device.type == "cuda":
         import torch
         torch.cuda.set_per_process_memory_fraction(float(share), device.index or 0)
+    meta = _record_environment(run, meta, device, resuming)
     t0 = time.perf_counter()
     data = load_dataset(dataset_name, config["data"])
     load_s = time.perf_counter() - t0

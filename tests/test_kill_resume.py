@@ -72,6 +72,7 @@ def test_sigterm_then_sigkill_mid_epoch_then_resume_matches_uninterrupted(real_d
     log, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, log
     straight = _run_dir(straight_out)
+    assert json.loads((straight / "run.json").read_text())["environment"]["torch"] == torch.__version__
 
     # the interrupted run also checkpoints every 0.6 s within an epoch (checkpoints draw no random
     # numbers, so the straight run, which writes none, is the reference)
