@@ -32,6 +32,12 @@ ABLATION_METRICS = ("gen/dist@2", "gen/dist@3", "gen/dist@4", "gen/item_ratio")
 DATA_CURVE_KEYS = ("trends", "runs")      # data_curve's entries that are not models
 
 
+
+def _integer_ticks(ax) -> None:
+    """Epochs are whole numbers: no tick at epoch 2.5."""
+    from matplotlib.ticker import MaxNLocator
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
 def _seeds(count: int) -> str:
     """A legend's seed count: "1 seed", "3 seeds"."""
     return f"{count} seed" if count == 1 else f"{count} seeds"
@@ -89,6 +95,7 @@ def mim_curve(store: ResultStore, dataset: str, out: Path, data_version: str | N
             ax.fill_between(epochs, low, high, alpha=0.2)
             plotted.setdefault(label, {})[metric] = (epochs, mean, low, high)
         ax.set_xlabel("recommendation epoch")
+        _integer_ticks(ax)
         ax.set_ylabel(f"test {metric.split('/')[1]}")
         ax.legend(fontsize=8)
     fig.suptitle(f"{dataset}: test scores after every epoch, for this curve only (the runs' reported "
@@ -142,6 +149,7 @@ def curves(run_dirs: list[str], metric: str, out: Path, stage: str | None = None
         ax.plot([e for e, _ in points], [v for _, v in points], marker="o", label=label)
         plotted[label] = ([e for e, _ in points], [v for _, v in points])
     ax.set_xlabel("epoch" + (f" of stage {stage}" if stage else ""))
+    _integer_ticks(ax)
     ax.set_ylabel(metric)
     ax.legend(fontsize=8)
     save_figure(plt, fig, out)
