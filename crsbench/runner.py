@@ -107,6 +107,23 @@ def _check_same_data(meta: dict, data: LoadedDataset, run: RunDir, resuming: boo
                    "evaluation's data version beside them")
 
 
+def _data_record(run: RunDir, meta: dict, data: LoadedDataset, resuming: bool) -> dict:
+    """run.json's `data`: the data version, and the preprocessed content the run started on. A resume
+    keeps the start's content; one on another (the preprocessing code changed in between: say, other
+    word2vec embeddings) warns and records it as `content_at_resume`."""
+    current = {**data.version.as_dict(), "train_conversations": len(data.bundle.splits.get("train", []))}
+    if not resuming:
+        return current
+    started = (meta.get("data") or {}).get("content")
+    now_ = current.pop("content", "")
+    if started and started != now_:
+        logger.warning(f"{run.path} started on preprocessed data {started[:10]} and resumes on {now_[:10]} "
+                       "(same input files and settings, other preprocessing code): the resumed model "
+                       "continues on another build's vocabulary or embeddings")
+    return {**current, **({"content": started} if started else {}),
+            **({"content_at_resume": now_} if now_ != started else {})}
+
+
 def create_run(model_name: str, dataset_name: str, config: dict, protocol: str | None = None) -> RunDir:
     """A new run directory with its resolved config and a `running` run.json."""
     root = Path(config["run"]["output_dir"]).resolve()
@@ -196,8 +213,7 @@ def _run(run: RunDir, meta: dict, config: dict, model_name: str, dataset_name: s
     data = load_dataset(dataset_name, config["data"])
     load_s = time.perf_counter() - t0
     _check_same_data(meta, data, run, resuming)
-    meta = run.update_meta(data={**data.version.as_dict(),
-                                 "train_conversations": len(data.bundle.splits.get("train", []))})
+    meta = run.update_meta(data=_data_record(run, meta, data, resuming))
     model = get_model(model_name)(config["model"], data.bundle).to(device)
     start_weights(model, model_name, dataset_name, config)
     t0 = time.perf_counter()

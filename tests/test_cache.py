@@ -49,6 +49,13 @@ def test_round_trip_then_cache_hit(spec, tmp_path):
     assert second.fingerprint == first.fingerprint == spec.data_version().fingerprint
     assert second.data_files == spec.data_version().files
     assert cache.cache_key(spec) != spec.data_version().fingerprint        # the key adds the code
+    # the content digest: the same for the build and its cached copy, other for other embeddings
+    assert len(first.content) == 64 and second.content == first.content
+    other = make_tiny_bundle()
+    other.word_embeddings = other.word_embeddings.copy()
+    other.word_embeddings[1, 0] += 1e-6
+    assert cache.content_digest(*cache.to_builtins(other)) != first.content
+    assert cache.content_digest(*cache.to_builtins(make_tiny_bundle())) == first.content
 
 
 def _entry(tmp_path) -> Path:

@@ -82,6 +82,18 @@ def from_builtins(data: dict, arrays) -> DatasetBundle:
                          data["stats"], data["mention_items"], data["data_files"])
 
 
+def content_digest(data: dict, arrays: dict[str, np.ndarray]) -> str:
+    """sha256 of a preprocessed bundle's contents (conversations, graphs, vocabulary, embeddings...),
+    the raw files' hashes left out: equal exactly when two builds made the same thing."""
+    digest = hashlib.sha256(pickle.dumps({k: v for k, v in data.items() if k not in ("fingerprint", "data_files")},
+                                         protocol=5))
+    for name in sorted(arrays):
+        array = np.ascontiguousarray(arrays[name])
+        digest.update(f"\0{name}\0{array.dtype.str}\0{array.shape}\0".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
 # --- reading and writing entries ---------------------------------------------------------
 def _entry_dir(cache_dir: Path, spec: DatasetSpec, key: str) -> Path:
     name = getattr(type(spec), "registered_name", type(spec).__name__)
@@ -106,7 +118,9 @@ def _read_entry(entry: Path, key: str) -> DatasetBundle:
     data = safe_pickle.loads(payload["bundle.pkl"], str(entry / "bundle.pkl"))
     with np.load(io.BytesIO(payload["arrays.npz"]), allow_pickle=False) as npz:
         arrays = {k: npz[k] for k in npz.files}
-    return from_builtins(data, arrays)
+    bundle = from_builtins(data, arrays)
+    bundle.content = manifest.get("content") or content_digest(data, arrays)
+    return bundle
 
 
 def _write_entry(entry: Path, key: str, bundle: DatasetBundle) -> None:
@@ -120,7 +134,8 @@ def _write_entry(entry: Path, key: str, bundle: DatasetBundle) -> None:
         files = {"bundle.pkl": pkl, "arrays.npz": buf.getvalue()}
         for name, raw in files.items():
             (tmp / name).write_bytes(raw)
-        manifest = {"key": key, "sha256": {n: hashlib.sha256(r).hexdigest() for n, r in files.items()}}
+        manifest = {"key": key, "sha256": {n: hashlib.sha256(r).hexdigest() for n, r in files.items()},
+                    "content": bundle.content}
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
         for name in list(files) + ["manifest.json"]:
             with open(tmp / name, "rb") as handle:
@@ -182,6 +197,7 @@ def load_or_build(spec: DatasetSpec, cache_dir: Path) -> DatasetBundle:
         logger.info(f"preprocessing {spec.root} (cached afterwards in {entry})")
         bundle = spec.build()
         bundle.fingerprint, bundle.data_files = version.fingerprint, version.files
+        bundle.content = content_digest(*to_builtins(bundle))
         try:
             _write_entry(entry, key, bundle)
         except OSError as exc:

@@ -62,6 +62,7 @@ def load_dataset(name: str, data_settings: dict, data_dir: str | Path | None = N
     for split, inst in instances.items():
         counts = ", ".join(f"{k}={v}" for k, v in inst.counts().items())
         logger.info(f"{name}/{split}: {counts}")
-    version = DataVersion(name, bundle.data_files, bundle.fingerprint)
-    logger.info(f"{name}: data version {version.files[:10]}, fingerprint {version.short}")
+    version = DataVersion(name, bundle.data_files, bundle.fingerprint, bundle.content)
+    logger.info(f"{name}: data version {version.files[:10]}, fingerprint {version.short}, "
+                f"preprocessed content {version.content[:10]}")
     return LoadedDataset(bundle, instances, version)

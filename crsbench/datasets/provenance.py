@@ -27,18 +27,22 @@ def file_sha256(path: Path) -> str:
 
 @dataclass(frozen=True)
 class DataVersion:
-    """`files`: hash of the dataset's raw input files; `fingerprint`: files plus keyed settings."""
+    """`files`: hash of the dataset's raw input files; `fingerprint`: files plus keyed settings;
+    `content`: hash of what preprocessing made of them (empty where not known), which tells two builds
+    of one fingerprint apart if the preprocessing code changed between them."""
 
     dataset: str
     files: str
     fingerprint: str
+    content: str = ""
 
     @property
     def short(self) -> str:
         return self.fingerprint[:SHORT]
 
     def as_dict(self) -> dict[str, str]:
-        return {"dataset": self.dataset, "files": self.files, "fingerprint": self.fingerprint}
+        out = {"dataset": self.dataset, "files": self.files, "fingerprint": self.fingerprint}
+        return {**out, "content": self.content} if self.content else out
 
 
 def keyed_settings(settings: dict) -> dict:

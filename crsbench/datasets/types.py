@@ -108,6 +108,7 @@ class DatasetBundle:
     # (ReDial); a generated mention becomes a real recommended item and is shown as its title
     mention_items: dict[str, int] = field(default_factory=dict)
     data_files: str = ""                     # hash of the raw files alone: the data version
+    content: str = ""                        # hash of the preprocessed result itself (cache.content_digest)
 
     def __post_init__(self) -> None:
         self.item_index = {e: i for i, e in enumerate(self.items)}

@@ -23,8 +23,11 @@ def train_word2vec(token_lists: list[list[str]], vocab: Vocabulary, dim: int, ep
     [len(vocab), dim]. Words gensim did not learn get small seeded random vectors; padding is zero."""
     from gensim.models import Word2Vec
 
+    # one worker: with two, gensim's threads update the shared vectors in an order the OS decides, so
+    # every build gave other embeddings (and the conversation models and TextCNN other results) under
+    # the same data fingerprint; one worker is deterministic, whatever PYTHONHASHSEED (tested)
     model = Word2Vec(sentences=token_lists, vector_size=dim, window=window, min_count=1,
-                     workers=2, epochs=epochs, seed=seed)
+                     workers=1, epochs=epochs, seed=seed)
     rng = np.random.default_rng(seed)
     out = rng.normal(scale=0.1, size=(len(vocab), dim)).astype(np.float32)
     keys = model.wv.key_to_index
