@@ -111,11 +111,12 @@ def test_runs_on_other_data_are_left_out_by_default_and_never_merged(tmp_path):
     assert old_row.cells["all/recall@10"].values == [0.90, 0.92]
 
 
-def _fake_run(root, name, model, seed, r10, status="finished"):
+def _fake_run(root, name, model, seed, r10, status="finished", content=None):
     run = RunDir.create(root, "redial", model, "", seed)
+    data = {"dataset": "redial", "files": DATA, "fingerprint": DATA + "-s"}
     run.write_meta({"run_id": run.run_id(), "model": model, "dataset": "redial", "status": status,
                     "started": "2026-01-01T00:00:00+00:00", "runs_root": str(root),
-                    "data": {"dataset": "redial", "files": DATA, "fingerprint": DATA + "-s"}})
+                    "data": {**data, **({"content": content} if content else {})}})
     run.config_file.write_text(yaml.safe_dump({"run": {"seed": seed, "tag": ""}}))
     run.metrics_file.write_text(json.dumps({"metrics": {"test/all/recall@10": r10}, "timings": {},
                                             "recorded_at": f"2026-01-01T00:{seed:02d}:00", "code_version": "t"}))
@@ -155,3 +156,18 @@ def test_a_later_run_of_the_same_row_and_seed_replaces_the_earlier_and_says_so(t
     table = compare(store, "redial", data_version=DATA)
     assert table.rows[0].cells["all/recall@10"].values == [0.30, 0.20]
     assert "1 earlier run(s) replaced by a later run of the same row and seed" in table.to_markdown()
+
+
+def test_a_row_whose_runs_started_on_different_preprocessing_builds_says_so(tmp_path):
+    root = tmp_path / "runs"
+    _fake_run(root, "t1", "textcnn", 1, 0.1, content="a" * 64)
+    _fake_run(root, "t2", "textcnn", 2, 0.2, content="a" * 64)
+    _fake_run(root, "k1", "kbrd", 1, 0.3, content="a" * 64)
+    _fake_run(root, "k2", "kbrd", 2, 0.4)                         # from before digests: not counted
+    reindex(root)
+    assert "preprocessing builds" not in compare(results_db(root), "redial", data_version=DATA).to_markdown()
+    _fake_run(root, "t3", "textcnn", 3, 0.3, content="b" * 64)
+    reindex(root)
+    notes = [n for n in compare(results_db(root), "redial", data_version=DATA).notes if "builds" in n]
+    assert notes == [notes[0]] and notes[0].startswith("textcnn: its runs started on 2 preprocessing builds")
+    assert "aaaaaaaaaa, bbbbbbbbbb" in notes[0]

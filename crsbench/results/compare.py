@@ -15,6 +15,7 @@ import io
 import math
 import statistics
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Sequence
 
 from crsbench.datasets.instances import VIEWS
@@ -191,4 +192,30 @@ def compare(store: ResultStore, dataset: str, split: str = "test", metrics: Sequ
     if superseded:
         table.notes.append(f"{len(superseded)} earlier run(s) replaced by a later run of the same row and seed with "
                            f"other results (each seed shows its latest run; `crsbench runs` lists them all).")
+    table.notes.extend(_mixed_builds(table.rows))
     return table
+
+
+def _content_of(run_dir: str) -> str | None:
+    """The preprocessed content digest a run started on (run.json), None where unknown."""
+    from crsbench.errors import CrsbenchError
+    from crsbench.run_dir import RunDir
+    try:
+        return (RunDir(Path(run_dir)).read_meta().get("data") or {}).get("content") or None
+    except (CrsbenchError, OSError):
+        return None
+
+
+def _mixed_builds(rows: Sequence[Row]) -> list[str]:
+    """A note per row whose runs started on different preprocessing builds of the same data (the
+    preprocessing code changed between them: say, other word2vec embeddings), which a seed's spread
+    would otherwise silently include."""
+    notes = []
+    for row in rows:
+        runs = {run for cell in row.cells.values() for run in cell.runs}
+        builds = sorted({c for c in map(_content_of, runs) if c})
+        if len(builds) > 1:
+            notes.append(f"{row.label}: its runs started on {len(builds)} preprocessing builds of the same data "
+                         f"(content {', '.join(b[:10] for b in builds)}); scores that depend on the word "
+                         "embeddings (conversation models, TextCNN) may differ by build as well as by seed.")
+    return notes
