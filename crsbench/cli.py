@@ -168,6 +168,13 @@ def _cmd_runs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_show(args: argparse.Namespace) -> int:
+    from crsbench.results.show import describe_run
+    for i, run_dir in enumerate(args.runs):
+        print(("\n" if i else "") + describe_run(run_dir))
+    return 0
+
+
 def _cmd_chat(args: argparse.Namespace) -> int:
     from crsbench.chat import load_session, run_chat
     if args.top_k < 1:
@@ -343,6 +350,11 @@ def build_parser() -> argparse.ArgumentParser:
                       help="--archive: only runs finished at or after TIME (ISO 8601, UTC unless zoned), "
                            "e.g. one session's")
     runs.set_defaults(func=_cmd_runs)
+
+    show = sub.add_parser("show", help="what produced a run's numbers: provenance (code, data, preprocessed content, "
+                                       "environment), settings changed from the defaults, training, headline metrics")
+    show.add_argument("runs", nargs="+", help="run directories")
+    show.set_defaults(func=_cmd_show)
 
     chat = sub.add_parser("chat", help="talk to a trained model (reads stdin; works piped too)")
     chat.add_argument("--run", required=True, help="a finished run of a model with a conversation side")
