@@ -10,7 +10,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from loguru import logger
 
@@ -26,6 +26,9 @@ from crsbench.results.outcomes import from_records, write_outcomes
 from crsbench.results.store import code_version, record_finished
 from crsbench.run_dir import FAILED, FINISHED, INTERRUPTED, RUNNING, RunDir, now, process_identity
 from crsbench.interrupt import RunInterrupted, StopRequest
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass
@@ -178,7 +181,7 @@ def execute_run(run: RunDir, resuming: bool, stop: StopRequest | None = None, re
         logger.remove(log_sink)
 
 
-def _record_environment(run: RunDir, meta: dict, device, resuming: bool) -> dict:
+def _record_environment(run: RunDir, meta: dict, device: torch.device, resuming: bool) -> dict:
     """Record the environment a fresh run starts in; on resume, a changed one (with a warning: the
     continuation may not equal a run trained in one go to the last digit)."""
     current = environment(device)
