@@ -44,6 +44,28 @@ def test_estimate_from_the_rows_finished_seeds(tmp_path):
     assert "kgsf / redial / seed 4      to do     ~30m" in listing
     assert "kgsf / redial / seed 5      resume    ~17m" in listing
     assert listing.splitlines()[-1] == ("estimated compute still to spend: ~47m for 2 cell(s) (about 23m with 2 "
-                                        "workers); 2 cell(s) unknown (no finished seed of their row yet); from the "
+                                        "workers); 2 cell(s) unknown (no finished seed of their row or kind yet); from the "
                                         "finished cells' recorded times, on the machine that ran them")
     assert duration(3 * 3600 + 5 * 60 + 20) == "3h05m"
+
+
+def test_a_row_without_finished_seeds_borrows_from_rows_of_its_kind(tmp_path):
+    """An ablation of KGSF's conversation stage costs about what KGSF's conversation stage does; a
+    row of other tasks or other epochs does not lend its times."""
+    from crsbench.sweep.spec import Row
+    conv = Row("kgsf-conv", "kgsf", overrides=["run.tasks=[conv]"])
+    copy = Row("kgsf-copy", "kgsf", tag="-copy", overrides=["run.tasks=[conv]", "model.copy=false"])
+    long = Row("kgsf-20ep", "kgsf", overrides=["run.tasks=[conv]", "stages.conv.epochs=20"])
+    rec = Row("kgsf", "kgsf", overrides=["run.tasks=[rec]"])
+    plans = [CellPlan(Cell("kgsf-conv", "redial", 1), conv, DONE, _finished(tmp_path, "a", [3000.0])),
+             CellPlan(Cell("kgsf-conv", "redial", 2), conv, DONE, _finished(tmp_path, "b", [3600.0])),
+             CellPlan(Cell("kgsf-copy", "redial", 1), copy, TODO),
+             CellPlan(Cell("kgsf-20ep", "redial", 1), long, TODO),
+             CellPlan(Cell("kgsf", "redial", 1), rec, TODO),
+             CellPlan(Cell("kgsf-copy", "opendialkg", 1), copy, TODO)]
+    guess = estimate(plans)
+    assert guess.seconds == {2: pytest.approx(3330.0)} and guess.borrowed == {2}   # median 3300 + 30 s
+    assert guess.unknown == [3, 4, 5]
+    listing = describe_plan(plans)
+    assert "kgsf-copy / redial / seed 1      to do     ≈56m" in listing
+    assert "1 of them (≈) from other rows of the same model, tasks and epochs" in listing.splitlines()[-1]

@@ -42,7 +42,8 @@ def describe_plan(plans: list[CellPlan], workers: int = 1) -> str:
     lines = []
     for i, p in enumerate(plans):
         where = f"  {p.run_dir}" if p.run_dir else ""
-        left = f"~{duration(guess.seconds[i])}" if i in guess.seconds else ("?" if i in guess.unknown else "")
+        mark = "≈" if i in guess.borrowed else "~"
+        left = f"{mark}{duration(guess.seconds[i])}" if i in guess.seconds else ("?" if i in guess.unknown else "")
         lines.append(f"{p.cell.label:<{width}}  {p.status:<6} {left:>7}{where}")
     counts = {s: sum(p.status == s for p in plans) for s in (DONE, RESUME, RUNNING, TODO, WAIT)}
     lines.append(f"{len(plans)} cells: {counts[DONE]} done, {counts[RESUME]} to resume, {counts[TODO]} to do, "
@@ -51,9 +52,11 @@ def describe_plan(plans: list[CellPlan], workers: int = 1) -> str:
     parts = []
     if guess.seconds:
         parts.append(f"~{duration(guess.total)} for {len(guess.seconds)} cell(s)"
-                     + (f" (about {duration(guess.total / workers)} with {workers} workers)" if workers > 1 else ""))
+                     + (f" (about {duration(guess.total / workers)} with {workers} workers)" if workers > 1 else "")
+                     + (f", {len(guess.borrowed)} of them (≈) from other rows of the same model, tasks and "
+                        "epochs" if guess.borrowed else ""))
     if guess.unknown:
-        parts.append(f"{len(guess.unknown)} cell(s) unknown (no finished seed of their row yet)")
+        parts.append(f"{len(guess.unknown)} cell(s) unknown (no finished seed of their row or kind yet)")
     if parts:
         lines.append("estimated compute still to spend: " + "; ".join(parts)
                      + "; from the finished cells' recorded times, on the machine that ran them")

@@ -3,12 +3,15 @@ so that a user can plan compute before starting (or resuming) a long sweep.
 
 A cell's estimate is the median compute time of its row's finished cells on the same dataset (other
 seeds); a cell to resume is charged what is left of that after the epochs its run already trained.
-A row with no finished cell has no estimate. The times are those of the machine the runs ran on.
+A row with no finished cell borrows, marked as such, the median of the finished cells of the sweep's
+rows of the same kind (model, dataset, protocol, tasks and epoch settings: an ablation of KGSF's
+conversation stage costs about what KGSF's does); with none of those either, it has no estimate.
+The times are those of the machine the runs ran on.
 """
 from __future__ import annotations
 
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from crsbench.errors import DataError
@@ -45,26 +48,46 @@ def trained_seconds(run_dir: Path) -> float:
 @dataclass
 class Estimate:
     seconds: dict[int, float]          # index into the plans -> estimated seconds still to spend
-    unknown: list[int]                 # cells to run whose row has no finished cell
+    unknown: list[int]                 # cells to run whose row has no finished cell, nor a row of its kind
+    borrowed: set[int] = field(default_factory=set)   # estimated from rows of the same kind
 
     @property
     def total(self) -> float:
         return sum(self.seconds.values())
 
 
+def kind(plan: CellPlan) -> tuple | None:
+    """What a cell's cost mostly depends on: model, dataset, protocol, and its tasks and epoch
+    settings (the last value of each in the row's overrides); None without a row."""
+    if plan.row is None:
+        return None
+    settings = {}
+    for override in plan.row.overrides:
+        key, _, value = override.partition("=")
+        if key == "run.tasks" or key.endswith(".epochs"):
+            settings[key] = value.replace(" ", "")
+    return plan.row.model, plan.cell.dataset, plan.row.protocol, tuple(sorted(settings.items()))
+
+
 def estimate(plans: list[CellPlan]) -> Estimate:
     """Seconds still to spend on each cell this sweep would run (not done, not running elsewhere)."""
     done: dict[tuple[str, str], list[float]] = {}
+    of_kind: dict[tuple, list[float]] = {}
     for p in plans:
         if p.status == DONE and p.run_dir is not None:
             seconds = finished_seconds(p.run_dir)
             if seconds is not None:
                 done.setdefault((p.cell.row, p.cell.dataset), []).append(seconds)
+                if kind(p) is not None:
+                    of_kind.setdefault(kind(p), []).append(seconds)
     out = Estimate({}, [])
     for i, p in enumerate(plans):
         if p.status in (DONE, RUNNING):
             continue
         known = done.get((p.cell.row, p.cell.dataset))
+        if not known and of_kind.get(kind(p)):
+            known = of_kind[kind(p)]
+            out.borrowed.add(i)
         if not known:
             out.unknown.append(i)
             continue
