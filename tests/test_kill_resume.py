@@ -73,6 +73,12 @@ def test_sigterm_then_sigkill_mid_epoch_then_resume_matches_uninterrupted(real_d
     assert proc.returncode == 0, log
     straight = _run_dir(straight_out)
     assert json.loads((straight / "run.json").read_text())["environment"]["torch"] == torch.__version__
+    shown = subprocess.run([sys.executable, "-m", "crsbench", "show", str(straight)], env=env,
+                           capture_output=True, text=True, timeout=120)
+    assert shown.returncode == 0, shown.stderr
+    content = json.loads((straight / "run.json").read_text())["data"]["content"]
+    assert f"preprocessed content {content[:10]}" in shown.stdout and f"torch {torch.__version__}" in shown.stdout
+    assert "- model.dim: 16 (default 128)" in shown.stdout and "- stages.rec.epochs: 3" in shown.stdout
 
     # the interrupted run also checkpoints every 0.6 s within an epoch (checkpoints draw no random
     # numbers, so the straight run, which writes none, is the reference)
