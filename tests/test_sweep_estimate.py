@@ -57,15 +57,17 @@ def test_a_row_without_finished_seeds_borrows_from_rows_of_its_kind(tmp_path):
     copy = Row("kgsf-copy", "kgsf", tag="-copy", overrides=["run.tasks=[conv]", "model.copy=false"])
     long = Row("kgsf-20ep", "kgsf", overrides=["run.tasks=[conv]", "stages.conv.epochs=20"])
     rec = Row("kgsf", "kgsf", overrides=["run.tasks=[rec]"])
+    quarter = Row("kgsf-f25", "kgsf", overrides=["run.tasks=[conv]", "data.train_fraction=0.25"])
     plans = [CellPlan(Cell("kgsf-conv", "redial", 1), conv, DONE, _finished(tmp_path, "a", [3000.0])),
              CellPlan(Cell("kgsf-conv", "redial", 2), conv, DONE, _finished(tmp_path, "b", [3600.0])),
              CellPlan(Cell("kgsf-copy", "redial", 1), copy, TODO),
              CellPlan(Cell("kgsf-20ep", "redial", 1), long, TODO),
              CellPlan(Cell("kgsf", "redial", 1), rec, TODO),
-             CellPlan(Cell("kgsf-copy", "opendialkg", 1), copy, TODO)]
+             CellPlan(Cell("kgsf-copy", "opendialkg", 1), copy, TODO),
+             CellPlan(Cell("kgsf-f25", "redial", 1), quarter, TODO)]
     guess = estimate(plans)
     assert guess.seconds == {2: pytest.approx(3330.0)} and guess.borrowed == {2}   # median 3300 + 30 s
-    assert guess.unknown == [3, 4, 5]
+    assert guess.unknown == [3, 4, 5, 6]
     listing = describe_plan(plans)
     assert "kgsf-copy / redial / seed 1      to do     ≈56m" in listing
-    assert "1 of them (≈) from other rows of the same model, tasks and epochs" in listing.splitlines()[-1]
+    assert "1 of them (≈) from other rows of the same model, tasks, data fraction and epochs" in listing.splitlines()[-1]

@@ -53,7 +53,7 @@ def describe_plan(plans: list[CellPlan], workers: int = 1) -> str:
     if guess.seconds:
         parts.append(f"~{duration(guess.total)} for {len(guess.seconds)} cell(s)"
                      + (f" (about {duration(guess.total / workers)} with {workers} workers)" if workers > 1 else "")
-                     + (f", {len(guess.borrowed)} of them (≈) from other rows of the same model, tasks and "
+                     + (f", {len(guess.borrowed)} of them (≈) from other rows of the same model, tasks, data fraction and "
                         "epochs" if guess.borrowed else ""))
     if guess.unknown:
         parts.append(f"{len(guess.unknown)} cell(s) unknown (no finished seed of their row or kind yet)")

@@ -4,7 +4,7 @@ so that a user can plan compute before starting (or resuming) a long sweep.
 A cell's estimate is the median compute time of its row's finished cells on the same dataset (other
 seeds); a cell to resume is charged what is left of that after the epochs its run already trained.
 A row with no finished cell borrows, marked as such, the median of the finished cells of the sweep's
-rows of the same kind (model, dataset, protocol, tasks and epoch settings: an ablation of KGSF's
+rows of the same kind (model, dataset, protocol, tasks, training fraction and epoch settings: an ablation of KGSF's
 conversation stage costs about what KGSF's does); with none of those either, it has no estimate.
 The times are those of the machine the runs ran on.
 """
@@ -57,14 +57,14 @@ class Estimate:
 
 
 def kind(plan: CellPlan) -> tuple | None:
-    """What a cell's cost mostly depends on: model, dataset, protocol, and its tasks and epoch
-    settings (the last value of each in the row's overrides); None without a row."""
+    """What a cell's cost mostly depends on: model, dataset, protocol, and its tasks, training
+    fraction and epoch settings (the last value of each in the row's overrides); None without a row."""
     if plan.row is None:
         return None
     settings = {}
     for override in plan.row.overrides:
         key, _, value = override.partition("=")
-        if key == "run.tasks" or key.endswith(".epochs"):
+        if key in ("run.tasks", "data.train_fraction") or key.endswith(".epochs"):
             settings[key] = value.replace(" ", "")
     return plan.row.model, plan.cell.dataset, plan.row.protocol, tuple(sorted(settings.items()))
 
