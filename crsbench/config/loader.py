@@ -21,6 +21,9 @@ from crsbench.errors import ConfigError
 DEFAULTS_FILE = Path(__file__).with_name("defaults.yaml")
 PROTOCOLS_DIR = Path(__file__).with_name("protocols")
 DEFAULT_PROTOCOL = "crsbench"
+# settings that say where things are or run, not what is computed: two configs that differ only in
+# these describe the same experiment (the sweep planner's cell matching, `crsbench show`)
+LOCATION_SETTINGS = ("run.output_dir", "run.device", "data.dir", "data.cache_dir", "data.download")
 _OPEN_SECTIONS = ("model", "stages")     # sections whose keys the model's YAML declares
 
 

@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import Sequence
 
 from crsbench.datasets.instances import VIEWS
+from crsbench.errors import CrsbenchError
 from crsbench.results.store import ResultStore
+from crsbench.run_dir import RunDir
 
 GEN_VIEW = "gen"
 VIEW_ORDER = (*VIEWS, GEN_VIEW)
@@ -198,8 +200,6 @@ def compare(store: ResultStore, dataset: str, split: str = "test", metrics: Sequ
 
 def _content_of(run_dir: str) -> str | None:
     """The preprocessed content digest a run started on (run.json), None where unknown."""
-    from crsbench.errors import CrsbenchError
-    from crsbench.run_dir import RunDir
     try:
         return (RunDir(Path(run_dir)).read_meta().get("data") or {}).get("content") or None
     except (CrsbenchError, OSError):

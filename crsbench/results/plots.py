@@ -32,11 +32,11 @@ ABLATION_METRICS = ("gen/dist@2", "gen/dist@3", "gen/dist@4", "gen/item_ratio")
 DATA_CURVE_KEYS = ("trends", "runs")      # data_curve's entries that are not models
 
 
-
 def _integer_ticks(ax) -> None:
     """Epochs are whole numbers: no tick at epoch 2.5."""
     from matplotlib.ticker import MaxNLocator
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
 
 def _seeds(count: int) -> str:
     """A legend's seed count: "1 seed", "3 seeds"."""

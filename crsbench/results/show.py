@@ -10,10 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Iterator
 
+from crsbench.config.loader import LOCATION_SETTINGS
 from crsbench.run_dir import RunDir, shown_status
 
-# settings that say where things are, not what was computed
-_PLACES = frozenset({"run.seed", "run.tag", "run.output_dir", "run.init_from", "data.dir", "data.cache_dir"})
+# not shown as changed settings: where things are, and what the header already says
+_NOT_SHOWN = frozenset(LOCATION_SETTINGS) | {"run.seed", "run.tag", "run.init_from"}
 _HEADLINE = ("all/recall@1", "all/recall@10", "all/recall@50", "cold_start/recall@50",
              "gen/dist@2", "gen/dist@3", "gen/dist@4", "gen/item_ratio", "gen/bleu@2", "gen/ppl")
 
@@ -31,7 +32,7 @@ NOT_A_SETTING = "not a setting today"
 
 
 def changed_settings(config: dict, defaults: dict) -> list[tuple[str, Any, Any]]:
-    """(key, default, value) of every setting that differs from the defaults (places left out);
+    """(key, default, value) of every setting that differs from the defaults (locations and the header's fields left out);
     a key unknown today has the default NOT_A_SETTING."""
     known = dict(flatten(defaults))
 
@@ -41,7 +42,7 @@ def changed_settings(config: dict, defaults: dict) -> list[tuple[str, Any, Any]]
             return known.get(f"train.{parts[2]}", NOT_A_SETTING)
         return known.get(key, NOT_A_SETTING)
     return [(key, default(key), value) for key, value in flatten(config)
-            if key not in _PLACES and default(key) != value]
+            if key not in _NOT_SHOWN and default(key) != value]
 
 
 def _short(value: Any, digits: int = 10) -> str:

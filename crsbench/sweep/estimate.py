@@ -78,15 +78,14 @@ def estimate(plans: list[CellPlan]) -> Estimate:
             seconds = finished_seconds(p.run_dir)
             if seconds is not None:
                 done.setdefault((p.cell.row, p.cell.dataset), []).append(seconds)
-                if kind(p) is not None:
-                    of_kind.setdefault(kind(p), []).append(seconds)
+                if (k := kind(p)) is not None:
+                    of_kind.setdefault(k, []).append(seconds)
     out = Estimate({}, [])
     for i, p in enumerate(plans):
         if p.status in (DONE, RUNNING):
             continue
         known = done.get((p.cell.row, p.cell.dataset))
-        if not known and of_kind.get(kind(p)):
-            known = of_kind[kind(p)]
+        if not known and (known := of_kind.get(kind(p))):
             out.borrowed.add(i)
         if not known:
             out.unknown.append(i)

@@ -13,7 +13,7 @@ import copy
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from crsbench.config.loader import fill_defaults
+from crsbench.config.loader import LOCATION_SETTINGS, fill_defaults
 from crsbench.datasets.provenance import keyed_settings
 from crsbench.errors import CrsbenchError
 from crsbench.run_dir import FINISHED, INTERRUPTED, RUNNING as RUN_ALIVE, STALE, RunDir, shown_status
@@ -21,8 +21,6 @@ from crsbench.sweep.spec import Cell, Row, Sweep, cells
 
 DONE, RESUME, TODO, WAIT, RUNNING = "done", "resume", "to do", "waits", "running"
 # settings that say where things are, not what is computed
-_LOCATIONS = (("run", "output_dir"), ("run", "device"), ("data", "dir"), ("data", "cache_dir"),
-              ("data", "download"))
 
 
 @dataclass
@@ -40,7 +38,8 @@ def _comparable(config: dict, defaults: dict | None = None) -> dict:
     out = copy.deepcopy(config)
     if defaults is not None:
         fill_defaults(defaults, out)
-    for section, key in _LOCATIONS:
+    for setting in LOCATION_SETTINGS:
+        section, key = setting.split(".")
         out.get(section, {}).pop(key, None)
     out.get("run", {}).pop("init_from", None)          # compared through the source cell instead
     return out
