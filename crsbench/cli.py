@@ -77,7 +77,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     if args.dry_run:
         from crsbench.sweep.driver import describe_plan
         from crsbench.sweep.plan import Planner
-        print(describe_plan(Planner(sweep, args.data_dir).plan_all(), args.workers or 1))
+        print(describe_plan(Planner(sweep, args.data_dir, args.same_build).plan_all(), args.workers or 1))
         return 0
     import signal
     from crsbench.sweep.driver import run_sweep, sweep_table
@@ -88,7 +88,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     else:
         from crsbench.sweep.executors import LocalExecutor
         executor = LocalExecutor(args.workers or 1, args.runs_per_gpu, args.data_dir)
-    report = run_sweep(sweep, executor, args.data_dir)
+    report = run_sweep(sweep, executor, args.data_dir, args.same_build)
     print(sweep_table(sweep, args.data_dir))
     for cell, error in report.failed + report.skipped:
         print(f"not done: {cell.label}: {error.splitlines()[0]}", file=sys.stderr)
@@ -307,6 +307,11 @@ def build_parser() -> argparse.ArgumentParser:
     swp.add_argument("--rows", nargs="+", metavar="ROW", help="only these rows (and the rows they start from)")
     swp.add_argument("--seeds", nargs="+", type=int, metavar="SEED",
                      help="only these seeds, e.g. --seeds 1 to get one seed of every row first")
+    swp.add_argument("--same-build", action="store_true",
+                     help="a cell counts as done only if its run was made on the preprocessing build this code "
+                          "makes of the data (run.json's data.content); cells finished on an older build (or "
+                          "before that was recorded) run again. For after a preprocessing fix that kept the "
+                          "raw files (and so the data fingerprint)")
     swp.set_defaults(func=_cmd_sweep)
 
     plot = sub.add_parser("plot", help="the paper's figures from the stored results: mim-curve (Figure 2), "

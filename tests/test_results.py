@@ -163,11 +163,17 @@ def test_a_row_whose_runs_started_on_different_preprocessing_builds_says_so(tmp_
     _fake_run(root, "t1", "textcnn", 1, 0.1, content="a" * 64)
     _fake_run(root, "t2", "textcnn", 2, 0.2, content="a" * 64)
     _fake_run(root, "k1", "kbrd", 1, 0.3, content="a" * 64)
-    _fake_run(root, "k2", "kbrd", 2, 0.4)                         # from before digests: not counted
+    _fake_run(root, "p1", "popularity", 1, 0.3)                   # every run from before digests: no note
     reindex(root)
-    assert "preprocessing builds" not in compare(results_db(root), "redial", data_version=DATA).to_markdown()
+    assert "build" not in compare(results_db(root), "redial", data_version=DATA).to_markdown()
     _fake_run(root, "t3", "textcnn", 3, 0.3, content="b" * 64)
+    _fake_run(root, "k2", "kbrd", 2, 0.4)                         # from before digests, beside a known build
     reindex(root)
-    notes = [n for n in compare(results_db(root), "redial", data_version=DATA).notes if "builds" in n]
-    assert notes == [notes[0]] and notes[0].startswith("textcnn: its runs started on 2 preprocessing builds")
-    assert "aaaaaaaaaa, bbbbbbbbbb" in notes[0]
+    notes = sorted(n for n in compare(results_db(root), "redial", data_version=DATA).notes if "build" in n)
+    notes.reverse()                                               # textcnn's, then kbrd's
+    assert len(notes) == 2, notes
+    assert notes[0].startswith("textcnn: its runs started on 2 preprocessing builds")
+    assert "aaaaaaaaaa, bbbbbbbbbb" in notes[0] and "unknown" not in notes[0]
+    assert notes[1].startswith("kbrd: its runs started on one preprocessing build (content aaaaaaaaaa), and 1 "
+                               "run(s) predate the content record, so their build is unknown")
+    assert "--same-build" in notes[1]

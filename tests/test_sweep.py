@@ -154,3 +154,33 @@ def test_sweep_runs_skips_finished_cells_and_resumes_an_interrupted_one(env, tmp
     crsbench("compare", "--dataset", "redial", "--output-dir", str(out), "--csv", str(tmp_path / "t.csv"), env=env)
     seeds = {r["model"]: r["seeds"] for r in csv.DictReader((tmp_path / "t.csv").open())}
     assert seeds == {"context_repeat": "2", "popularity": "2", "textcnn": "1"}
+
+
+def test_same_build_reruns_the_cells_finished_on_another_preprocessing_build(env, tmp_path):
+    """`--same-build`: a finished cell whose run started on another preprocessing build of the same
+    data (here: one that predates the content record) is listed as re-done and runs again; a cell
+    on this code's build stays done; without the flag both are done."""
+    out = tmp_path / "runs"
+    path = _write(tmp_path, {"name": "builds", "datasets": ["redial"], "seeds": [1], "output_dir": str(out),
+                             "rows": [{"model": "popularity"}, {"model": "context_repeat"}]})
+    assert crsbench("sweep", str(path), env=env).returncode == 0
+    (old,) = out.glob("redial/popularity/*/run.json")
+    (kept,) = out.glob("redial/context_repeat/*/run.json")
+    meta = json.loads(old.read_text())
+    build = json.loads(kept.read_text())["data"]["content"]
+    assert meta["data"]["content"] == build and len(build) == 64
+    del meta["data"]["content"]                               # as a run from before the digest was recorded
+    old.write_text(json.dumps(meta))
+    assert "2 cells: 2 done, 0 to resume, 0 to do" in crsbench("sweep", str(path), "--dry-run", env=env).stdout
+    listing = crsbench("sweep", str(path), "--dry-run", "--same-build", env=env).stdout
+    assert re.search(rf"popularity / redial / seed 1 +to do +~\d+m +re-does {re.escape(str(old.parent))} "
+                     r"\(another preprocessing build\)", listing), listing
+    assert re.search(rf"context_repeat / redial / seed 1 +done +{re.escape(str(kept.parent))}", listing), listing
+    assert "2 cells: 1 done, 0 to resume, 1 to do (1 of them finished on another preprocessing build)" in listing
+    again = crsbench("sweep", str(path), "--same-build", env=env)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert f"again: {old.parent} is on another preprocessing build" in again.stderr
+    runs = sorted(out.glob("redial/popularity/*/run.json"))
+    assert len(runs) == 2 and len(list(out.glob("redial/context_repeat/*/run.json"))) == 1
+    assert json.loads(runs[-1].read_text())["data"]["content"] == build
+    assert "0 to do" in crsbench("sweep", str(path), "--dry-run", "--same-build", env=env).stdout

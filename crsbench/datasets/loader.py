@@ -41,6 +41,15 @@ def current_data_version(name: str, data_dir: str | Path | None = None) -> str |
         return None
 
 
+def current_content(name: str, data_settings: dict, data_dir: str | Path | None = None) -> str:
+    """The content digest of the preprocessing build this code makes of a dataset under these settings
+    (read from the cache, built and cached first where missing): what `sweep --same-build` compares
+    a finished run's `data.content` with."""
+    spec = dataset_spec(name, data_settings, data_dir)
+    spec.ensure_files()
+    return load_or_build(spec, resolve_cache_dir(data_settings.get("cache_dir"))).content
+
+
 def _check_not_empty(spec: DatasetSpec, instances: dict[str, SplitInstances]) -> None:
     """A split without samples or recommendation instances would train on nothing or score 0.0."""
     for split in spec.splits:

@@ -213,9 +213,15 @@ def _mixed_builds(rows: Sequence[Row]) -> list[str]:
     notes = []
     for row in rows:
         runs = {run for cell in row.cells.values() for run in cell.runs}
-        builds = sorted({c for c in map(_content_of, runs) if c})
-        if len(builds) > 1:
-            notes.append(f"{row.label}: its runs started on {len(builds)} preprocessing builds of the same data "
-                         f"(content {', '.join(b[:10] for b in builds)}); scores that depend on the word "
-                         "embeddings (conversation models, TextCNN) may differ by build as well as by seed.")
+        contents = [_content_of(run) for run in runs]
+        builds = sorted({c for c in contents if c})
+        unknown = sum(c is None for c in contents)
+        if len(builds) > 1 or (builds and unknown):
+            what = (f"{len(builds)} preprocessing builds of the same data" if len(builds) > 1
+                    else "one preprocessing build") + f" (content {', '.join(b[:10] for b in builds)})"
+            if unknown:
+                what += f", and {unknown} run(s) predate the content record, so their build is unknown"
+            notes.append(f"{row.label}: its runs started on {what}; scores that depend on the word embeddings "
+                         "(conversation models, TextCNN) may differ by build as well as by seed "
+                         "(`crsbench sweep FILE --same-build` re-runs the cells of other builds).")
     return notes

@@ -42,12 +42,16 @@ def describe_plan(plans: list[CellPlan], workers: int = 1) -> str:
     lines = []
     for i, p in enumerate(plans):
         where = f"  {p.run_dir}" if p.run_dir else ""
+        if p.other_build is not None:
+            where = f"  re-does {p.other_build} (another preprocessing build)"
         mark = "≈" if i in guess.borrowed else "~"
         left = f"{mark}{duration(guess.seconds[i])}" if i in guess.seconds else ("?" if i in guess.unknown else "")
         lines.append(f"{p.cell.label:<{width}}  {p.status:<6} {left:>7}{where}")
     counts = {s: sum(p.status == s for p in plans) for s in (DONE, RESUME, RUNNING, TODO, WAIT)}
-    lines.append(f"{len(plans)} cells: {counts[DONE]} done, {counts[RESUME]} to resume, {counts[TODO]} to do, "
-                 f"{counts[WAIT]} waiting for their init_from cell"
+    redo = sum(p.other_build is not None for p in plans)
+    lines.append(f"{len(plans)} cells: {counts[DONE]} done, {counts[RESUME]} to resume, {counts[TODO]} to do"
+                 + (f" ({redo} of them finished on another preprocessing build)" if redo else "")
+                 + f", {counts[WAIT]} waiting for their init_from cell"
                  + (f", {counts[RUNNING]} running in another process" if counts[RUNNING] else ""))
     parts = []
     if guess.seconds:
@@ -86,9 +90,10 @@ def _hms(seconds: float) -> str:
     return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
-def run_sweep(sweep: Sweep, executor, data_dir: str | None = None) -> SweepReport:
-    """Run every cell that is not done; returns what happened."""
-    planner = Planner(sweep, data_dir)
+def run_sweep(sweep: Sweep, executor, data_dir: str | None = None, same_build: bool = False) -> SweepReport:
+    """Run every cell that is not done (with `same_build`, not done on this code's preprocessing
+    build); returns what happened."""
+    planner = Planner(sweep, data_dir, same_build)
     plans = planner.plan_all()
     report = SweepReport(done=[p.cell for p in plans if p.status == DONE])
     finished: dict[Cell, Path] = {p.cell: p.run_dir for p in plans if p.status == DONE}
@@ -117,7 +122,9 @@ def run_sweep(sweep: Sweep, executor, data_dir: str | None = None) -> SweepRepor
                 plan = queue.pop(0)
                 running[executor.submit(_task(plan, data_dir))] = plan
                 verb = "resuming" if plan.status == RESUME else "starting"
-                logger.info(f"{verb} {plan.cell.label}" + (f" ({plan.run_dir})" if plan.run_dir else ""))
+                logger.info(f"{verb} {plan.cell.label}" + (f" ({plan.run_dir})" if plan.run_dir else "")
+                            + (f", again: {plan.other_build} is on another preprocessing build"
+                               if plan.other_build else ""))
             if not running:
                 break
             for future in executor.wait(list(running), timeout=REPORT_EVERY_S):

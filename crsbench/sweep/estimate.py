@@ -3,7 +3,8 @@ so that a user can plan compute before starting (or resuming) a long sweep.
 
 A cell's estimate is the median compute time of its row's finished cells on the same dataset (other
 seeds); a cell to resume is charged what is left of that after the epochs its run already trained.
-A row with no finished cell borrows, marked as such, the median of the finished cells of the sweep's
+A cell that re-does a run of an older preprocessing build (`sweep --same-build`) costs what that run
+cost. A row with no finished cell borrows, marked as such, the median of the finished cells of the sweep's
 rows of the same kind (model, dataset, protocol, tasks, training fraction and epoch settings: an ablation of KGSF's
 conversation stage costs about what KGSF's does); with none of those either, it has no estimate.
 The times are those of the machine the runs ran on.
@@ -83,6 +84,9 @@ def estimate(plans: list[CellPlan]) -> Estimate:
     out = Estimate({}, [])
     for i, p in enumerate(plans):
         if p.status in (DONE, RUNNING):
+            continue
+        if p.other_build is not None and (own := finished_seconds(p.other_build)) is not None:
+            out.seconds[i] = own
             continue
         known = done.get((p.cell.row, p.cell.dataset))
         if not known and (known := of_kind.get(kind(p))):

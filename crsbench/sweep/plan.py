@@ -6,6 +6,11 @@ fingerprint; it is *resumable* when such a run was interrupted or its process di
 continues it with --resume); it is *running* when such a run's process is alive (another sweep or
 `crsbench run` has it: this sweep does not start it twice); else it is *to do*. A cell whose `init_from` row has no finished run
 for the same dataset and seed waits for it.
+
+With `same_build`, a run counts only if it started (and resumed) on the preprocessing build this code
+makes of the data (run.json's `data.content`): after a fix to preprocessing that kept the raw files,
+and so the fingerprint, the cells trained on an older build are run again (a run that predates the
+content record counts as another build).
 """
 from __future__ import annotations
 
@@ -31,6 +36,7 @@ class CellPlan:
     run_dir: Path | None = None                 # the finished (or resumable) run
     overrides: list[str] = field(default_factory=list)
     config: dict | None = None
+    other_build: Path | None = None             # same_build: the latest finished run this cell re-does
 
 
 def _comparable(config: dict, defaults: dict | None = None) -> dict:
@@ -48,9 +54,10 @@ def _comparable(config: dict, defaults: dict | None = None) -> dict:
 class Planner:
     """Resolves cells and finds their runs; caches data fingerprints and run listings."""
 
-    def __init__(self, sweep: Sweep, data_dir: str | None = None) -> None:
-        self.sweep, self.data_dir = sweep, data_dir
+    def __init__(self, sweep: Sweep, data_dir: str | None = None, same_build: bool = False) -> None:
+        self.sweep, self.data_dir, self.same_build = sweep, data_dir, same_build
         self._fingerprints: dict[tuple, str] = {}
+        self._contents: dict[tuple, str] = {}
         self._runs: dict[Path, list[tuple[RunDir, dict, dict]]] = {}
 
     def overrides(self, row: Row, cell: Cell, source: Path | None) -> list[str]:
@@ -74,6 +81,14 @@ class Planner:
         if key not in self._fingerprints:
             self._fingerprints[key] = dataset_spec(dataset, data, self.data_dir).data_version().fingerprint
         return self._fingerprints[key]
+
+    def content(self, dataset: str, data: dict) -> str:
+        """The content digest of this code's preprocessing build of the data (built if not cached)."""
+        from crsbench.datasets.loader import current_content
+        key = (dataset, repr(sorted(keyed_settings(data).items())))
+        if key not in self._contents:
+            self._contents[key] = current_content(dataset, data, self.data_dir)
+        return self._contents[key]
 
     def _candidates(self, root: Path, dataset: str, model: str) -> list[tuple[RunDir, dict, dict]]:
         """(run, meta, config) of every readable run of a model on a dataset, newest last."""
@@ -106,23 +121,31 @@ class Planner:
         defaults = resolve_config(get_model(row.model), get_dataset(cell.dataset))
         wanted = _comparable(config)
         fingerprint = self.fingerprint(cell.dataset, config["data"])
+        build = self.content(cell.dataset, config["data"]) if self.same_build else None
         root = Path(config["run"]["output_dir"]).resolve()
         best: CellPlan | None = None
+        other_build = None
         for run, meta, saved in self._candidates(root, cell.dataset, row.model):
-            if (meta.get("data") or {}).get("fingerprint") not in (fingerprint, None):
+            data = meta.get("data") or {}
+            if data.get("fingerprint") not in (fingerprint, None):
                 continue
             if _comparable(saved, defaults) != wanted:
                 continue
             if source is not None and Path(str(saved["run"].get("init_from"))).resolve() != Path(source).resolve():
                 continue
             status = shown_status(meta)
+            if build is not None and not (data.get("content") == build
+                                          and data.get("content_at_resume", build) == build):
+                if status == FINISHED:
+                    other_build = run.path
+                continue
             if status == FINISHED and (meta.get("data") or {}).get("fingerprint") == fingerprint:
                 best = CellPlan(cell, row, DONE, run.path, overrides, config)
             elif status == RUN_ALIVE and (best is None or best.status != DONE):
                 best = CellPlan(cell, row, RUNNING, run.path, overrides, config)
             elif status in (INTERRUPTED, STALE) and (best is None or best.status not in (DONE, RUNNING)):
                 best = CellPlan(cell, row, RESUME, run.path, overrides, config)
-        return best or CellPlan(cell, row, TODO, None, overrides, config)
+        return best or CellPlan(cell, row, TODO, None, overrides, config, other_build)
 
     def plan_all(self) -> list[CellPlan]:
         """Every cell's plan, sources first (a dependent cell sees its source's finished run)."""
