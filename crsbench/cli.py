@@ -79,6 +79,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         from crsbench.sweep.plan import Planner
         print(describe_plan(Planner(sweep, args.data_dir, args.same_build).plan_all(), args.workers or 1))
         return 0
+    if args.table:
+        return _print_sweep_tables(sweep, args)
     import signal
     from crsbench.sweep.driver import run_sweep, sweep_table
     signal.signal(signal.SIGTERM, signal.default_int_handler)     # stop the workers cleanly on SIGTERM too
@@ -93,6 +95,24 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     for cell, error in report.failed + report.skipped:
         print(f"not done: {cell.label}: {error.splitlines()[0]}", file=sys.stderr)
     return 1 if report.failed or report.skipped else 0
+
+
+def _print_sweep_tables(sweep, args: argparse.Namespace) -> int:
+    """`sweep --table`: the comparison of the sweep's rows from the results store; runs nothing."""
+    from pathlib import Path
+
+    from crsbench.atomic import atomic_write_text
+    from crsbench.sweep.driver import sweep_tables
+    tables = sweep_tables(sweep, args.data_dir, args.baseline, args.resamples, args.test_seed)
+    for dataset, table in tables.items():
+        print(f"### {dataset}\n\n{table.to_markdown()}\n")
+        if args.csv:
+            path = Path(args.csv)
+            if len(tables) > 1:
+                path = path.with_name(f"{path.stem}-{dataset}{path.suffix}")
+            atomic_write_text(path, table.to_csv())
+            print(f"wrote {path}", file=sys.stderr)
+    return 0
 
 
 def _cmd_plot(args: argparse.Namespace) -> int:
@@ -307,6 +327,15 @@ def build_parser() -> argparse.ArgumentParser:
     swp.add_argument("--rows", nargs="+", metavar="ROW", help="only these rows (and the rows they start from)")
     swp.add_argument("--seeds", nargs="+", type=int, metavar="SEED",
                      help="only these seeds, e.g. --seeds 1 to get one seed of every row first")
+    swp.add_argument("--table", action="store_true",
+                     help="print the comparison of the sweep's rows (on its data settings) from the results "
+                          "store and run nothing: how a BENCHMARKS table is regenerated from its sweep file")
+    swp.add_argument("--baseline", metavar="MODEL[:TAG]",
+                     help="--table: test every row against this one (paired *, Welch †), as compare does")
+    swp.add_argument("--resamples", type=int, help="--table: resamples of the tests (default 10000)")
+    swp.add_argument("--test-seed", type=int, help="--table: seed of the resampling (default 0)")
+    swp.add_argument("--csv", help="--table: also write each dataset's table (with p-values) as CSV "
+                                   "(FILE-DATASET.csv when the sweep has several datasets)")
     swp.add_argument("--same-build", action="store_true",
                      help="a cell counts as done only if its run was made on the preprocessing build this code "
                           "makes of the data (run.json's data.content); cells finished on an older build (or "

@@ -177,3 +177,16 @@ def test_a_row_whose_runs_started_on_different_preprocessing_builds_says_so(tmp_
     assert notes[1].startswith("kbrd: its runs started on one preprocessing build (content aaaaaaaaaa), and 1 "
                                "run(s) predate the content record, so their build is unknown")
     assert "--same-build" in notes[1]
+
+
+def test_compare_keeps_only_the_rows_asked_for_and_notes_only_their_runs(tmp_path):
+    root = tmp_path / "runs"
+    _fake_run(root, "t1", "textcnn", 1, 0.1, content="a" * 64)
+    _fake_run(root, "t2", "textcnn", 2, 0.2, content="b" * 64)        # a mixed-build row
+    _fake_run(root, "k1", "kbrd", 1, 0.3, content="a" * 64)
+    reindex(root)
+    whole = compare(results_db(root), "redial", data_version=DATA)
+    assert any(n.startswith("textcnn:") for n in whole.notes)
+    kbrd_only = compare(results_db(root), "redial", data_version=DATA, keep=lambda key: key[0] == "kbrd")
+    assert [r.model for r in kbrd_only.rows] == ["kbrd"] and not kbrd_only.notes
+

@@ -184,3 +184,10 @@ def test_same_build_reruns_the_cells_finished_on_another_preprocessing_build(env
     assert len(runs) == 2 and len(list(out.glob("redial/context_repeat/*/run.json"))) == 1
     assert json.loads(runs[-1].read_text())["data"]["content"] == build
     assert "0 to do" in crsbench("sweep", str(path), "--dry-run", "--same-build", env=env).stdout
+    # --table: the sweep's rows from the store, with markers, and nothing run
+    table = crsbench("sweep", str(path), "--table", "--baseline", "popularity", "--resamples", "200",
+                     "--csv", str(tmp_path / "t.csv"), env=env)
+    assert table.returncode == 0, table.stderr[-3000:]
+    assert "| context_repeat | 1 | " in table.stdout and "*: differs from popularity" in table.stdout
+    assert {r["model"] for r in csv.DictReader((tmp_path / "t.csv").open())} == {"popularity", "context_repeat"}
+    assert len(list(out.glob("redial/*/*/run.json"))) == 3

@@ -16,7 +16,7 @@ import math
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from crsbench.datasets.instances import VIEWS
 from crsbench.errors import CrsbenchError
@@ -150,10 +150,13 @@ def _column_key(column: str) -> tuple:
 
 
 def compare(store: ResultStore, dataset: str, split: str = "test", metrics: Sequence[str] | None = None,
-            data_version: str | None = None) -> ComparisonTable:
+            data_version: str | None = None,
+            keep: Callable[[tuple[str, str, str, str]], bool] | None = None) -> ComparisonTable:
     """Build the table. `metrics` names metrics without view (e.g. recall@10); default recall@1/10/50
     for every view plus the main generation metrics when present. `data_version` (the hash of the
-    raw files) keeps only runs on that data; None keeps all and shows the data column."""
+    raw files) keeps only runs on that data; None keeps all and shows the data column. `keep`, given
+    a row's (model, tag, protocol, data fingerprint), says whether its runs belong in the table (a
+    sweep's rows), so the notes speak of those runs only."""
     latest: dict[tuple, dict[str, tuple[float, str, str]]] = {}     # metric -> (value, run dir, run id)
     other_data = 0
     superseded: set[str] = set()         # runs a later run of the same row and seed overrode (other values)
@@ -162,6 +165,8 @@ def compare(store: ResultStore, dataset: str, split: str = "test", metrics: Sequ
             continue
         if data_version is not None and run["data_version"] != data_version:
             other_data += 1
+            continue
+        if keep is not None and not keep((run["model"], run["tag"], run["protocol"], run["data_fingerprint"])):
             continue
         key = (run["model"], run["tag"], run["protocol"], run["data_fingerprint"], run["seed"])
         found = latest.setdefault(key, {})

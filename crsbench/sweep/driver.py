@@ -175,18 +175,34 @@ def run_sweep(sweep: Sweep, executor, data_dir: str | None = None, same_build: b
     return report
 
 
-def sweep_table(sweep: Sweep, data_dir: str | None = None) -> str:
-    """`crsbench compare` of each dataset, restricted to the sweep's rows."""
+def sweep_tables(sweep: Sweep, data_dir: str | None = None, baseline: str | None = None,
+                 resamples: int | None = None, test_seed: int | None = None) -> dict[str, "ComparisonTable"]:
+    """`crsbench compare` of each dataset, restricted to the sweep's rows (and their data: a row's
+    runs on other data settings, say the release's instance set, belong to other sweeps), with
+    significance markers against `baseline` (MODEL[:TAG], one of the rows) when given."""
     from crsbench.datasets.loader import current_data_version
+    from crsbench.results import row_tests
     from crsbench.results.compare import compare
-    out = []
+    tables = {}
     root = Path(sweep.output_dir or "runs")
+    planner = Planner(sweep, data_dir)
     datasets = list(dict.fromkeys(d for r in sweep.rows for d in r.datasets))
     for dataset in datasets:
-        version = current_data_version(dataset, data_dir)
-        table = compare(results_db(root), dataset, data_version=version)
-        keep = {(r.model, r.tag, r.protocol or "crsbench") for r in sweep.rows if dataset in r.datasets}
-        table.rows = [row for row in table.rows if (row.model, row.tag, row.protocol) in keep]
-        table.columns = [c for c in table.columns if any(c in row.cells for row in table.rows)]
-        out.append(f"### {dataset}\n\n{table.to_markdown()}")
-    return "\n\n".join(out)
+        keep = set()
+        for r in sweep.rows:
+            if dataset in r.datasets:
+                _, config = planner.resolve(r, Cell(r.name, dataset, r.seeds[0]), None)
+                keep.add((r.model, r.tag, r.protocol or "crsbench", planner.fingerprint(dataset, config["data"])))
+        table = compare(results_db(root), dataset, data_version=current_data_version(dataset, data_dir),
+                        keep=keep.__contains__)
+        if baseline is not None:
+            kwargs = {k: v for k, v in (("resamples", resamples), ("seed", test_seed)) if v is not None}
+            row_tests.add_significance(table, baseline, **kwargs)
+        tables[dataset] = table
+    return tables
+
+
+def sweep_table(sweep: Sweep, data_dir: str | None = None, baseline: str | None = None) -> str:
+    """The Markdown of `sweep_tables`, a section per dataset."""
+    return "\n\n".join(f"### {dataset}\n\n{table.to_markdown()}"
+                        for dataset, table in sweep_tables(sweep, data_dir, baseline).items())
