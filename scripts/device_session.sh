@@ -7,7 +7,7 @@
 # SECONDS is this call's budget (leave a minute under timeout_s); SWEEP ARGS default to Table 3's
 # seeds 2-3 (crsbench's protocol), 8 runs sharing the GPU. Everything is logged under $OUT:
 #   cuda_tests.log, step.log, sweep.log, records.tar.gz (crsbench runs --unarchive it here).
-# DEVICE_SMOKE=1 runs the same steps on a CPU (no CUDA tests, the step benchmark on 4 samples, a tiny sweep):
+# DEVICE_SMOKE=1 runs the same steps on a CPU (no CUDA tests, the Transformer's step on 4 samples, a tiny sweep):
 # how the script itself is checked without a GPU (tests/test_device_session.py).
 set -uo pipefail
 BUDGET=${1:?usage: device_session.sh SECONDS [SWEEP ARGS...]}
@@ -42,7 +42,7 @@ else
 fi
 
 say "step benchmark on $DEVICE"
-if [ -z "${DEVICE_SMOKE:-}" ]; then STEP_ARGS=${STEP_ARGS:---batches 16 --passes 2}; else STEP_ARGS=${STEP_ARGS:---batches 1 --batch 4}; fi
+if [ -z "${DEVICE_SMOKE:-}" ]; then STEP_ARGS=${STEP_ARGS:---batches 16 --passes 2}; else STEP_ARGS=${STEP_ARGS:---model transformer --batches 1 --batch 4}; fi
 # shellcheck disable=SC2086
 timeout 180 "$PY" benchmarks/conversation_step.py --device "$DEVICE" $STEP_ARGS > "$OUT/step.log" 2>&1
 say "step benchmark: rc $? ($(grep '^ratio' "$OUT/step.log"))"
