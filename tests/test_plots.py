@@ -136,6 +136,10 @@ def test_data_curve_order_changes_only_when_a_paired_test_says_so(tmp_path):
     orders = size_order.size_orders(means, tests)
     assert [o.size for o in orders] == [800, 1600]
     assert orders[0].render().startswith("kbrd ≈ textcnn (p = 1) > redial (p = ")
+    # a model run at one size only leaves the other sizes' orders in place
+    lone = {**means, "kgsf": {1600: 0.5}}
+    lone_tests = size_order.pair_tests(lone, plotted["runs"], "test/all/recall@50")     # kgsf's untested
+    assert [o.size for o in size_order.size_orders(lone, lone_tests)] == [800, 1600]
     table = plots.data_curve_table(plotted)
     assert "all/recall@50: the order changes with data: kbrd > redial at n = 800" in table
     assert "untested" not in table.split("all/recall@50:")[1]

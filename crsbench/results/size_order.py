@@ -77,13 +77,15 @@ def pair_tests(means: dict[str, dict[int, float]], runs: dict[str, dict[int, lis
 
 
 def size_orders(means: dict[str, dict[int, float]], tests: list[PairTest]) -> list[SizeOrder]:
-    """The order at each size every model was run at, with the neighbours' tests."""
-    if len(means) < 2:
-        return []
+    """The order of the models run at each size (two or more), with the neighbours' tests: a model
+    run at one size only (say a Table 2 row beside the study's) does not hide the other sizes' orders."""
     found = {(t.size, t.better, t.worse): t for t in tests}
     orders = []
-    for size in sorted(set.intersection(*(set(m) for m in means.values()))):
-        models = sorted(means, key=lambda label: -means[label][size])
+    for size in sorted(set().union(*(set(m) for m in means.values()))):
+        run = [label for label in means if size in means[label]]
+        if len(run) < 2:
+            continue
+        models = sorted(run, key=lambda label: -means[label][size])
         orders.append(SizeOrder(size, models, [found[(size, a, b)] for a, b in zip(models, models[1:])]))
     return orders
 
