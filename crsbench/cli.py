@@ -332,8 +332,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "store and run nothing: how a BENCHMARKS table is regenerated from its sweep file")
     swp.add_argument("--baseline", metavar="MODEL[:TAG]",
                      help="--table: test every row against this one (paired *, Welch †), as compare does")
-    swp.add_argument("--resamples", type=int, help="--table: resamples of the tests (default 10000)")
-    swp.add_argument("--test-seed", type=int, help="--table: seed of the resampling (default 0)")
+    swp.add_argument("--resamples", type=int, default=10_000, help="--table: resamples of the tests (default 10000)")
+    swp.add_argument("--test-seed", type=int, default=0, help="--table: seed of the resampling (default 0)")
     swp.add_argument("--csv", help="--table: also write each dataset's table (with p-values) as CSV "
                                    "(FILE-DATASET.csv when the sweep has several datasets)")
     swp.add_argument("--same-build", action="store_true",

@@ -27,17 +27,16 @@ entry=$("$PY" - "$DATA" <<'PY'
 import sys
 from crsbench.config.loader import resolve_config
 from crsbench.datasets.base import resolve_cache_dir
-from crsbench.datasets.cache import _entry_dir, cache_key
-from crsbench.datasets.loader import dataset_spec, load_dataset
+from crsbench.datasets.cache import entry_of
+from crsbench.datasets.loader import current_content, dataset_spec
 from crsbench.registry import get_dataset
 
 class NoModel:
     config_file = None
 
 data = resolve_config(NoModel, get_dataset("redial"))["data"]
-load_dataset("redial", data, sys.argv[1])                    # builds the entry if this code has none yet
-spec = dataset_spec("redial", data, sys.argv[1])
-print(_entry_dir(resolve_cache_dir(data.get("cache_dir")), spec, cache_key(spec)))
+current_content("redial", data, sys.argv[1])                 # builds the entry if this code has none yet
+print(entry_of(dataset_spec("redial", data, sys.argv[1]), resolve_cache_dir(data.get("cache_dir"))))
 PY
 )
 tar cf .device/cache.tar -C "$(dirname "$entry")" "$(basename "$entry")"

@@ -100,6 +100,11 @@ def _entry_dir(cache_dir: Path, spec: DatasetSpec, key: str) -> Path:
     return cache_dir / f"{name}-{key[:20]}"
 
 
+def entry_of(spec: DatasetSpec, cache_dir: Path) -> Path:
+    """The cache entry this code's build of `spec` lives in (whether or not it exists yet)."""
+    return _entry_dir(Path(cache_dir), spec, cache_key(spec))
+
+
 def _read_entry(entry: Path, key: str) -> DatasetBundle:
     """Load and verify an entry; DataError (naming the file) if anything is off."""
     manifest_path = entry / "manifest.json"

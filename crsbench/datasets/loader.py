@@ -45,9 +45,13 @@ def current_content(name: str, data_settings: dict, data_dir: str | Path | None 
     """The content digest of the preprocessing build this code makes of a dataset under these settings
     (read from the cache, built and cached first where missing): what `sweep --same-build` compares
     a finished run's `data.content` with."""
-    spec = dataset_spec(name, data_settings, data_dir)
+    return _bundle(dataset_spec(name, data_settings, data_dir), data_settings).content
+
+
+def _bundle(spec: DatasetSpec, data_settings: dict) -> DatasetBundle:
+    """The raw files checked, then the preprocessed bundle from the cache (built where missing)."""
     spec.ensure_files()
-    return load_or_build(spec, resolve_cache_dir(data_settings.get("cache_dir"))).content
+    return load_or_build(spec, resolve_cache_dir(data_settings.get("cache_dir")))
 
 
 def _check_not_empty(spec: DatasetSpec, instances: dict[str, SplitInstances]) -> None:
@@ -64,8 +68,7 @@ def _check_not_empty(spec: DatasetSpec, instances: dict[str, SplitInstances]) ->
 def load_dataset(name: str, data_settings: dict, data_dir: str | Path | None = None) -> LoadedDataset:
     """Resolve directories, make sure the raw files exist, load or build, build the instances."""
     spec = dataset_spec(name, data_settings, data_dir)
-    spec.ensure_files()
-    bundle = load_or_build(spec, resolve_cache_dir(data_settings.get("cache_dir")))
+    bundle = _bundle(spec, data_settings)
     instances = build_instances(bundle)
     _check_not_empty(spec, instances)
     for split, inst in instances.items():

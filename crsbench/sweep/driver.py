@@ -15,6 +15,7 @@ from pathlib import Path
 
 from loguru import logger
 
+from crsbench.results.significance import RESAMPLES, SEED
 from crsbench.results.store import record_finished, results_db
 from crsbench.run_dir import RunDir
 from crsbench.sweep.estimate import duration, estimate
@@ -176,7 +177,7 @@ def run_sweep(sweep: Sweep, executor, data_dir: str | None = None, same_build: b
 
 
 def sweep_tables(sweep: Sweep, data_dir: str | None = None, baseline: str | None = None,
-                 resamples: int | None = None, test_seed: int | None = None) -> dict[str, "ComparisonTable"]:
+                 resamples: int = RESAMPLES, test_seed: int = SEED) -> dict[str, "ComparisonTable"]:
     """`crsbench compare` of each dataset, restricted to the sweep's rows (and their data: a row's
     runs on other data settings, say the release's instance set, belong to other sweeps), with
     significance markers against `baseline` (MODEL[:TAG], one of the rows) when given."""
@@ -196,8 +197,7 @@ def sweep_tables(sweep: Sweep, data_dir: str | None = None, baseline: str | None
         table = compare(results_db(root), dataset, data_version=current_data_version(dataset, data_dir),
                         keep=keep.__contains__)
         if baseline is not None:
-            kwargs = {k: v for k, v in (("resamples", resamples), ("seed", test_seed)) if v is not None}
-            row_tests.add_significance(table, baseline, **kwargs)
+            row_tests.add_significance(table, baseline, resamples, test_seed)
         tables[dataset] = table
     return tables
 

@@ -25,7 +25,6 @@ from crsbench.run_dir import FINISHED, INTERRUPTED, RUNNING as RUN_ALIVE, STALE,
 from crsbench.sweep.spec import Cell, Row, Sweep, cells
 
 DONE, RESUME, TODO, WAIT, RUNNING = "done", "resume", "to do", "waits", "running"
-# settings that say where things are, not what is computed
 
 
 @dataclass
@@ -139,7 +138,7 @@ class Planner:
                 if status == FINISHED:
                     other_build = run.path
                 continue
-            if status == FINISHED and (meta.get("data") or {}).get("fingerprint") == fingerprint:
+            if status == FINISHED and data.get("fingerprint") == fingerprint:
                 best = CellPlan(cell, row, DONE, run.path, overrides, config)
             elif status == RUN_ALIVE and (best is None or best.status != DONE):
                 best = CellPlan(cell, row, RUNNING, run.path, overrides, config)
