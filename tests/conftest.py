@@ -126,3 +126,20 @@ def check_generation(model, batch, num_samples: int, max_length: int = 6) -> Non
     assert all(1 <= len(r) <= max_length for r in greedy + beam)
     assert all(t in model.data.vocab.index for r in greedy + beam for t in r)
     assert torch.isfinite(nll).all() and (count > 0).all()
+
+
+def check_incremental_decoding(model, batch) -> None:
+    """Decoding the gold response one token at a time (decode_start, then decode_step per position)
+    gives the log-probabilities of teacher forcing, which sum to 1 per position (shared by the
+    conversation-model tests: a cached state that drifts from the full pass fails here)."""
+    import torch
+    with torch.no_grad(), model.inference():
+        full = model.teacher_forced_log_probs(batch)
+        state, size = model.decode_start(batch)
+        assert size == batch["response_in"].shape[0]
+        steps = []
+        for t in range(batch["response_in"].shape[1]):
+            log_probs, state = model.decode_step(batch["response_in"][:, t:t + 1], state)
+            steps.append(log_probs)
+    assert torch.allclose(full, torch.stack(steps, dim=1), atol=1e-4)
+    assert torch.allclose(full.exp().sum(-1), torch.ones(full.shape[:2]), atol=1e-5)

@@ -6,7 +6,7 @@ import copy
 import pytest
 import torch
 
-from conftest import check_generation, model_defaults
+from conftest import check_generation, check_incremental_decoding, model_defaults
 from crsbench.datasets.instances import build_instances
 from crsbench.models.base import CONV
 from crsbench.models.conversation import generation_loss, sequence_nll
@@ -103,14 +103,7 @@ def test_padding_does_not_change_a_samples_loss(tiny_bundle):
 def test_incremental_decoding_scores_what_teacher_forcing_scores(tiny_bundle):
     model = _model(tiny_bundle).eval()
     batch = _batch(model, tiny_bundle)
-    with torch.no_grad(), model.inference():
-        full = model.teacher_forced_log_probs(batch)
-        state, _ = model.decode_start(batch)
-        steps = []
-        for t in range(batch["response_in"].shape[1]):
-            log_probs, state = model.decode_step(batch["response_in"][:, t:t + 1], state)
-            steps.append(log_probs)
-    assert torch.allclose(full, torch.stack(steps, dim=1), atol=1e-4)
+    check_incremental_decoding(model, batch)
 
 
 def test_ablations_remove_their_parts(tiny_bundle):

@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 import torch
 
-from conftest import check_generation, model_defaults
+from conftest import check_generation, check_incremental_decoding, model_defaults
 from crsbench.datasets.instances import build_instances
 from crsbench.models.base import CONV
 from crsbench.registry import get_model
@@ -82,15 +82,7 @@ def test_mixture_is_a_distribution_and_its_movie_part_is_the_recommenders(bundle
 def test_incremental_decoding_scores_what_teacher_forcing_scores(bundle):
     model = _model(bundle).eval()
     batch = model.collate(_samples(bundle), CONV)
-    with torch.no_grad():
-        full = model.teacher_forced_log_probs(batch)
-        state, size = model.decode_start(batch)
-        assert size == len(_samples(bundle))
-        steps = []
-        for t in range(batch["response_in"].shape[1]):
-            log_probs, state = model.decode_step(batch["response_in"][:, t:t + 1], state)
-            steps.append(log_probs)
-    assert torch.allclose(full, torch.stack(steps, dim=1), atol=1e-4)
+    check_incremental_decoding(model, batch)
 
 
 def _generates(model, samples):
