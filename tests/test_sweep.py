@@ -16,6 +16,8 @@ import pytest
 import yaml
 
 from crsbench.errors import ConfigError
+from crsbench.sweep.driver import run_order
+from crsbench.sweep.plan import DONE, RESUME, TODO, WAIT, CellPlan
 from crsbench.sweep.spec import cells, load_sweep, narrow
 
 pytestmark = pytest.mark.slow
@@ -81,6 +83,17 @@ def test_a_sweep_narrows_to_rows_and_seeds_keeping_the_rows_they_start_from(tmp_
     assert "did you mean 'kbrd'" in err.value.hint
     with pytest.raises(ConfigError, match="no seed 4"):
         narrow(sweep, seeds=[4])
+
+
+def test_interrupted_cells_run_before_new_ones_then_file_order(tmp_path):
+    sweep = load_sweep(_write(tmp_path, {"seeds": [1, 2], "rows": [
+        {"model": "popularity"}, {"model": "kgsf"}, {"model": "kgsf", "name": "c", "init_from": "kgsf"}]}))
+    status = {"popularity / redial / seed 1": DONE, "kgsf / redial / seed 2": RESUME,
+              "c / redial / seed 1": WAIT, "c / redial / seed 2": WAIT}
+    row = {r.name: r for r in sweep.rows}
+    plans = [CellPlan(c, row[c.row], status.get(c.label, TODO)) for c in cells(sweep)]
+    assert [p.cell.label for p in run_order(plans)] == [
+        "kgsf / redial / seed 2", "popularity / redial / seed 2", "kgsf / redial / seed 1"]
 
 
 @pytest.mark.parametrize("path", sorted((REPO / "sweeps").glob("*.yaml")), ids=lambda p: p.name)

@@ -4,7 +4,7 @@ print the comparison table of the sweep's rows.
 The driver alone writes the results index. Progress is one line per event (a cell started, finished
 or failed) and a summary line (done / running / failed / to do, elapsed time) every half minute.
 A failed cell is reported with its log and does not stop the others; the cells that start from it
-(init_from) are skipped. Interrupted (Ctrl-C), the driver stops its workers, whose runs are marked
+(init_from) are skipped. Interrupted cells resume before new ones start. Interrupted (Ctrl-C), the driver stops its workers, whose runs are marked
 interrupted; running the same command again resumes them and skips every finished cell.
 """
 from __future__ import annotations
@@ -24,6 +24,12 @@ from crsbench.sweep.plan import DONE, RESUME, RUNNING, TODO, WAIT, CellPlan, Pla
 from crsbench.sweep.spec import Cell, Sweep
 
 REPORT_EVERY_S = 30.0
+
+
+def run_order(plans: list[CellPlan]) -> list[CellPlan]:
+    """The cells to start, interrupted ones first (half their compute is spent, and their results are
+    the nearest), then the new ones in file order; cells waiting for their init_from cell join later."""
+    return [p for p in plans if p.status == RESUME] + [p for p in plans if p.status == TODO]
 
 
 @dataclass
@@ -98,7 +104,7 @@ def run_sweep(sweep: Sweep, executor, data_dir: str | None = None, same_build: b
     plans = planner.plan_all()
     report = SweepReport(done=[p.cell for p in plans if p.status == DONE])
     finished: dict[Cell, Path] = {p.cell: p.run_dir for p in plans if p.status == DONE}
-    queue = [p for p in plans if p.status in (TODO, RESUME)]
+    queue = run_order(plans)
     waiting = [p for p in plans if p.status == WAIT]
     for p in plans:
         if p.status == RUNNING:
