@@ -66,17 +66,24 @@ def start_weights(model: CRSModel, model_name: str, dataset_name: str, config: d
         raise ConfigError(f"run.init_from: {len(mismatched)} tensors of {source} have other shapes, e.g. "
                           f"{mismatched[0]}: {tuple(weights[mismatched[0]].shape)} vs "
                           f"{tuple(own[mismatched[0]].shape)}", hint="use the same model.* sizes as the source run")
-    names = {id(p): n for n, p in model.named_parameters()}
-    needed = {names[id(p)] for stage in skipped for p in stage.parameters()}
-    missing = sorted(needed - set(weights))
+    # A tensor is known by its identity, not its name: a tied one (the word embeddings of the encoder,
+    # the decoder and the output layer) has one name in named_parameters() and several in the state
+    # dict, and every alias must follow the parameter's fate.
+    aliases: dict[int, list[str]] = {}
+    for key, tensor in model.state_dict(keep_vars=True).items():
+        aliases.setdefault(id(tensor), []).append(key)
+    needed = {id(p) for stage in skipped for p in stage.parameters()}
+    missing = sorted(aliases[i][0] for i in needed if not any(k in weights for k in aliases[i]))
     if missing:
         raise ConfigError(f"run.init_from: {source} lacks {len(missing)} parameters of the skipped stages, "
                           f"e.g. {missing[0]}", hint=hint)
     # What this run's stages train starts fresh, as in the full pipeline (Algorithm 1 trains the
-    # conversation module from scratch): a source that already trained it must not hand it over.
-    trained_here = {names[id(p)] for stage in model.stages() if stage.task in selected
+    # conversation module from scratch, from this build's word2vec vectors): a source that already
+    # trained it, or holds another build's embeddings, must not hand it over.
+    trained_here = {id(p) for stage in model.stages() if stage.task in selected
                     for p in stage.parameters()} - needed
-    loaded = {k: v for k, v in weights.items() if k in own and k not in trained_here}
+    fresh = {k for i in trained_here for k in aliases[i]}
+    loaded = {k: v for k, v in weights.items() if k in own and k not in fresh}
     model.load_state_dict(loaded, strict=False)
     logger.info(f"initialised {len(loaded)} of {len(own)} tensors from {source}; "
                 f"{len(own) - len(loaded)} start fresh ({len(trained_here)} trained by this run's stages)")

@@ -9,6 +9,7 @@ import yaml
 from conftest import small_redial
 from crsbench.errors import ConfigError
 from crsbench.runner import evaluate_run, run_experiment
+from crsbench.trainer import checkpoint
 
 pytestmark = pytest.mark.slow
 
@@ -128,6 +129,30 @@ def test_what_this_run_trains_starts_fresh_not_from_the_source(setup):
     assert all(torch.equal(source[k], after[k]) for k in kept)
     moved = max((source[k] - after[k]).abs().max().item() for k in decoder)
     assert moved > 1e-3                                                    # seed 6's own initialisation
+
+
+def test_tied_word_embeddings_start_from_this_build_not_the_source(setup, tmp_path):
+    """The word embeddings are tied (encoder, decoder and output layer: one parameter, three
+    state-dict names). A source run made on another preprocessing build holds other word2vec vectors;
+    a conversation run must start from this build's, under every name. Before, only the first name
+    counted as trained here, so the other two were loaded from the source and overwrote the shared
+    tensor: Table 3's conversation cells inherited their recommender run's build."""
+    data, common, rec = setup
+    source = tmp_path / "other_build"
+    shutil.copytree(rec.run_dir, source)
+    weights = _weights(source)
+    names = [k for k in weights if k.endswith("embedding.weight") and k.startswith("generator.")]
+    assert len(names) == 3
+    this_build = weights[names[0]].clone()                   # the rec run never trains them
+    for name in names:
+        weights[name] = torch.full_like(this_build, 0.5)     # "another build's vectors"
+    checkpoint.save(weights, source / "model.pt")
+    run = run_experiment("kgsf", "redial", data_dir=str(data), seed=5,
+                         overrides=common + ["run.tasks=[conv]", f"run.init_from={source}",
+                                             "stages.conv.epochs=1", "stages.conv.lr=1e-12"])
+    after = _weights(run.run_dir)
+    for name in names:
+        assert torch.allclose(after[name], this_build, atol=1e-5), name
 
 
 def test_a_conversation_run_from_a_recommender_run_equals_the_full_run(setup):
