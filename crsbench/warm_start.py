@@ -60,7 +60,7 @@ def start_weights(model: CRSModel, model_name: str, dataset_name: str, config: d
         logger.warning(f"run.init_from: model settings differ from {source}: {'; '.join(differing)} "
                        "(fine for settings of the stages this run trains, e.g. model.copy)")
     weights = checkpoint.load(run.weights)
-    own = model.state_dict()
+    own = model.state_dict(keep_vars=True)     # tied tensors appear once per name, as one object
     mismatched = [k for k in own if k in weights and weights[k].shape != own[k].shape]
     if mismatched:
         raise ConfigError(f"run.init_from: {len(mismatched)} tensors of {source} have other shapes, e.g. "
@@ -70,7 +70,7 @@ def start_weights(model: CRSModel, model_name: str, dataset_name: str, config: d
     # the decoder and the output layer) has one name in named_parameters() and several in the state
     # dict, and every alias must follow the parameter's fate.
     aliases: dict[int, list[str]] = {}
-    for key, tensor in model.state_dict(keep_vars=True).items():
+    for key, tensor in own.items():
         aliases.setdefault(id(tensor), []).append(key)
     needed = {id(p) for stage in skipped for p in stage.parameters()}
     missing = sorted(aliases[i][0] for i in needed if not any(k in weights for k in aliases[i]))

@@ -4,8 +4,9 @@ print the comparison table of the sweep's rows.
 The driver alone writes the results index. Progress is one line per event (a cell started, finished
 or failed) and a summary line (done / running / failed / to do, elapsed time) every half minute.
 A failed cell is reported with its log and does not stop the others; the cells that start from it
-(init_from) are skipped. Interrupted cells resume before new ones start. Interrupted (Ctrl-C), the driver stops its workers, whose runs are marked
-interrupted; running the same command again resumes them and skips every finished cell.
+(init_from) are skipped. Interrupted cells resume before new ones start. Interrupted (Ctrl-C), the
+driver stops its workers, whose runs are marked interrupted; running the same command again resumes
+them and skips every finished cell.
 """
 from __future__ import annotations
 
