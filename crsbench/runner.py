@@ -23,6 +23,7 @@ from crsbench.errors import ConfigError, DataError
 from crsbench.models.base import CONV, REC, CRSModel, selected_tasks
 from crsbench.registry import get_dataset, get_model
 from crsbench.results.outcomes import from_records, write_outcomes
+from crsbench.results.fixed_defects import fixes_in_this_code
 from crsbench.results.store import code_version, record_finished
 from crsbench.run_dir import FAILED, FINISHED, INTERRUPTED, RUNNING, RunDir, now, process_identity
 from crsbench.interrupt import RunInterrupted, StopRequest
@@ -136,7 +137,7 @@ def create_run(model_name: str, dataset_name: str, config: dict, protocol: str |
                     "tag": config["run"]["tag"], "seed": config["run"]["seed"],
                     "protocol": protocol or DEFAULT_PROTOCOL, "started": now(),
                     "status": RUNNING, "runs_root": str(root), "code_version": code_version(),
-                    **process_identity()})
+                    "fixes": fixes_in_this_code(), **process_identity()})
     return run
 
 

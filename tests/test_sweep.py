@@ -169,6 +169,28 @@ def test_sweep_runs_skips_finished_cells_and_resumes_an_interrupted_one(env, tmp
     assert seeds == {"context_repeat": "2", "popularity": "2", "textcnn": "1"}
 
 
+def _a_fixed_defect_makes_a_finished_cell_to_do(path, env, exposed, sound):
+    """A finished run that a fixed defect could have changed is no longer done: its cell is to do,
+    naming the run and the fix; the other cell stays done (the planner, in process, with a defect
+    made up for popularity runs whose code lacks its fix)."""
+    from crsbench.results import fixed_defects
+    from crsbench.sweep.plan import Planner
+    fake = fixed_defects.FixedDefect("made-up", "f" * 40, "2026-12-01T00:00:00+00:00", "a made-up defect",
+                                     lambda meta, config: meta["model"] == "popularity")
+    old = dict(os.environ)
+    os.environ.update(env)
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(fixed_defects, "FIXED_DEFECTS", (*fixed_defects.FIXED_DEFECTS, fake))
+            plans = {p.cell.row: p for p in Planner(load_sweep(path)).plan_all()}
+    finally:
+        os.environ.clear()
+        os.environ.update(old)
+    assert plans["popularity"].status == TODO and plans["popularity"].redoes == exposed
+    assert plans["popularity"].redo_reason == "made before the fix of made-up (fffffff)"
+    assert plans["context_repeat"].status == DONE and plans["context_repeat"].run_dir == sound
+
+
 def test_same_build_reruns_the_cells_finished_on_another_preprocessing_build(env, tmp_path):
     """`--same-build`: a finished cell whose run started on another preprocessing build of the same
     data (here: one that predates the content record) is listed as re-done and runs again; a cell
@@ -189,14 +211,15 @@ def test_same_build_reruns_the_cells_finished_on_another_preprocessing_build(env
     assert re.search(rf"popularity / redial / seed 1 +to do +~\d+m +re-does {re.escape(str(old.parent))} "
                      r"\(another preprocessing build\)", listing), listing
     assert re.search(rf"context_repeat / redial / seed 1 +done +{re.escape(str(kept.parent))}", listing), listing
-    assert "2 cells: 1 done, 0 to resume, 1 to do (1 of them finished on another preprocessing build)" in listing
+    assert "2 cells: 1 done, 0 to resume, 1 to do (1 of them re-do a finished run that does not count)" in listing
     again = crsbench("sweep", str(path), "--same-build", env=env)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert f"again: {old.parent} is on another preprocessing build" in again.stderr
+    assert f"again: {old.parent} does not count (another preprocessing build)" in again.stderr
     runs = sorted(out.glob("redial/popularity/*/run.json"))
     assert len(runs) == 2 and len(list(out.glob("redial/context_repeat/*/run.json"))) == 1
     assert json.loads(runs[-1].read_text())["data"]["content"] == build
     assert "0 to do" in crsbench("sweep", str(path), "--dry-run", "--same-build", env=env).stdout
+    _a_fixed_defect_makes_a_finished_cell_to_do(path, env, runs[-1].parent, kept.parent)
     # --table: the sweep's rows from the store, with markers, and nothing run
     table = crsbench("sweep", str(path), "--table", "--baseline", "popularity", "--resamples", "200",
                      "--csv", str(tmp_path / "t.csv"), env=env)

@@ -76,7 +76,7 @@ def test_a_row_without_finished_seeds_borrows_from_rows_of_its_kind(tmp_path):
 def test_a_cell_that_redoes_another_builds_run_costs_what_that_run_cost(tmp_path):
     old = _finished(tmp_path, "old", [900.0])                # 900 + 10 + 20 s
     other = _finished(tmp_path, "other", [3000.0])
-    plans = [CellPlan(Cell("kgsf", "redial", 1), None, TODO, other_build=old),
+    plans = [CellPlan(Cell("kgsf", "redial", 1), None, TODO, redoes=old, redo_reason="another preprocessing build"),
              CellPlan(Cell("kgsf", "redial", 2), None, DONE, other)]
     assert estimate(plans).seconds == {0: pytest.approx(930.0)}     # its own run, not the row's median
     assert "re-does " + str(old) + " (another preprocessing build)" in describe_plan(plans)

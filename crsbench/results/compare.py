@@ -20,6 +20,7 @@ from typing import Callable, Sequence
 
 from crsbench.datasets.instances import VIEWS
 from crsbench.errors import CrsbenchError
+from crsbench.results.fixed_defects import defects_of
 from crsbench.results.store import ResultStore
 from crsbench.run_dir import RunDir
 
@@ -200,7 +201,26 @@ def compare(store: ResultStore, dataset: str, split: str = "test", metrics: Sequ
         table.notes.append(f"{len(superseded)} earlier run(s) replaced by a later run of the same row and seed with "
                            f"other results (each seed shows its latest run; `crsbench runs` lists them all).")
     table.notes.extend(_mixed_builds(table.rows))
+    table.notes.extend(_before_fixes(table.rows))
     return table
+
+
+def _before_fixes(rows: Sequence[Row]) -> list[str]:
+    """A note per row with runs that a defect fixed since could have changed (`fixed_defects.py`)."""
+    notes = []
+    for row in rows:
+        exposed: dict[str, list[str]] = {}
+        for run in sorted({run for cell in row.cells.values() for run in cell.runs}):
+            try:
+                found = defects_of(RunDir(Path(run)).read_meta(), RunDir(Path(run)).read_config())
+            except (CrsbenchError, OSError):
+                continue
+            for defect in found:
+                exposed.setdefault(f"{defect.name} ({defect.commit[:7]}: {defect.summary})", []).append(run)
+        for defect, runs in exposed.items():
+            notes.append(f"{row.label}: {len(runs)} run(s) made before the fix of {defect}, e.g. {runs[0]}; "
+                         "a sweep re-runs them (`crsbench sweep FILE`).")
+    return notes
 
 
 def _content_of(run_dir: str) -> str | None:

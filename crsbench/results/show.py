@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from crsbench.config.loader import LOCATION_SETTINGS
+from crsbench.results.fixed_defects import defects_of
 from crsbench.run_dir import RunDir, shown_status
 
 # not shown as changed settings: where things are, and what the header already says
@@ -80,6 +81,9 @@ def describe_run(run_dir: str | Path) -> str:
         lines.append(f"- resumed {env.get('at')} in: {_environment(env)}")
     if config["run"].get("init_from"):
         lines.append(f"- started from the weights of: {config['run']['init_from']}")
+    for defect in defects_of(meta, config):
+        lines.append(f"- **made before the fix of {defect.name}** ({defect.commit[:12]}): {defect.summary}; "
+                     "its numbers may differ from what this code gives (a sweep re-runs it)")
 
     defaults, _ = prepare_config(meta["model"], meta["dataset"], protocol=meta.get("protocol"))
     changed = changed_settings(config, defaults)

@@ -50,15 +50,15 @@ def describe_plan(plans: list[CellPlan], workers: int = 1) -> str:
     lines = []
     for i, p in enumerate(plans):
         where = f"  {p.run_dir}" if p.run_dir else ""
-        if p.other_build is not None:
-            where = f"  re-does {p.other_build} (another preprocessing build)"
+        if p.redoes is not None:
+            where = f"  re-does {p.redoes} ({p.redo_reason})"
         mark = "≈" if i in guess.borrowed else "~"
         left = f"{mark}{duration(guess.seconds[i])}" if i in guess.seconds else ("?" if i in guess.unknown else "")
         lines.append(f"{p.cell.label:<{width}}  {p.status:<6} {left:>7}{where}")
     counts = {s: sum(p.status == s for p in plans) for s in (DONE, RESUME, RUNNING, TODO, WAIT)}
-    redo = sum(p.other_build is not None for p in plans)
+    redo = sum(p.redoes is not None for p in plans)
     lines.append(f"{len(plans)} cells: {counts[DONE]} done, {counts[RESUME]} to resume, {counts[TODO]} to do"
-                 + (f" ({redo} of them finished on another preprocessing build)" if redo else "")
+                 + (f" ({redo} of them re-do a finished run that does not count)" if redo else "")
                  + f", {counts[WAIT]} waiting for their init_from cell"
                  + (f", {counts[RUNNING]} running in another process" if counts[RUNNING] else ""))
     parts = []
@@ -131,8 +131,8 @@ def run_sweep(sweep: Sweep, executor, data_dir: str | None = None, same_build: b
                 running[executor.submit(_task(plan, data_dir))] = plan
                 verb = "resuming" if plan.status == RESUME else "starting"
                 logger.info(f"{verb} {plan.cell.label}" + (f" ({plan.run_dir})" if plan.run_dir else "")
-                            + (f", again: {plan.other_build} is on another preprocessing build"
-                               if plan.other_build else ""))
+                            + (f", again: {plan.redoes} does not count ({plan.redo_reason})"
+                               if plan.redoes else ""))
             if not running:
                 break
             for future in executor.wait(list(running), timeout=REPORT_EVERY_S):

@@ -85,7 +85,7 @@ def estimate(plans: list[CellPlan]) -> Estimate:
     for i, p in enumerate(plans):
         if p.status in (DONE, RUNNING):
             continue
-        if p.other_build is not None and (own := finished_seconds(p.other_build)) is not None:
+        if p.redoes is not None and (own := finished_seconds(p.redoes)) is not None:
             out.seconds[i] = own
             continue
         known = done.get((p.cell.row, p.cell.dataset))

@@ -11,6 +11,9 @@ With `same_build`, a run counts only if it started (and resumed) on the preproce
 makes of the data (run.json's `data.content`): after a fix to preprocessing that kept the raw files,
 and so the fingerprint, the cells trained on an older build are run again (a run that predates the
 content record counts as another build).
+
+A finished run that a since-fixed defect could have changed (`crsbench/results/fixed_defects.py`) is
+not done either: its cell is run again, and an interrupted such run is started afresh, not resumed.
 """
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ from pathlib import Path
 from crsbench.config.loader import LOCATION_SETTINGS, fill_defaults
 from crsbench.datasets.provenance import keyed_settings
 from crsbench.errors import CrsbenchError
+from crsbench.results.fixed_defects import defects_of
 from crsbench.run_dir import FINISHED, INTERRUPTED, RUNNING as RUN_ALIVE, STALE, RunDir, shown_status
 from crsbench.sweep.spec import Cell, Row, Sweep, cells
 
@@ -35,7 +39,8 @@ class CellPlan:
     run_dir: Path | None = None                 # the finished (or resumable) run
     overrides: list[str] = field(default_factory=list)
     config: dict | None = None
-    other_build: Path | None = None             # same_build: the latest finished run this cell re-does
+    redoes: Path | None = None                  # the latest finished run of this cell that does not count
+    redo_reason: str = ""                       # why: another preprocessing build, a fixed defect
 
 
 def _comparable(config: dict, defaults: dict | None = None) -> dict:
@@ -123,7 +128,7 @@ class Planner:
         build = self.content(cell.dataset, config["data"]) if self.same_build else None
         root = Path(config["run"]["output_dir"]).resolve()
         best: CellPlan | None = None
-        other_build = None
+        redoes, redo_reason = None, ""
         for run, meta, saved in self._candidates(root, cell.dataset, row.model):
             data = meta.get("data") or {}
             if data.get("fingerprint") not in (fingerprint, None):
@@ -136,7 +141,12 @@ class Planner:
             if build is not None and not (data.get("content") == build
                                           and data.get("content_at_resume", build) == build):
                 if status == FINISHED:
-                    other_build = run.path
+                    redoes, redo_reason = run.path, "another preprocessing build"
+                continue
+            if defects := defects_of(meta, saved):
+                if status == FINISHED:
+                    redoes = run.path
+                    redo_reason = "made before the fix of " + ", ".join(f"{d.name} ({d.commit[:7]})" for d in defects)
                 continue
             if status == FINISHED and data.get("fingerprint") == fingerprint:
                 best = CellPlan(cell, row, DONE, run.path, overrides, config)
@@ -144,7 +154,7 @@ class Planner:
                 best = CellPlan(cell, row, RUNNING, run.path, overrides, config)
             elif status in (INTERRUPTED, STALE) and (best is None or best.status not in (DONE, RUNNING)):
                 best = CellPlan(cell, row, RESUME, run.path, overrides, config)
-        return best or CellPlan(cell, row, TODO, None, overrides, config, other_build)
+        return best or CellPlan(cell, row, TODO, None, overrides, config, redoes, redo_reason)
 
     def plan_all(self) -> list[CellPlan]:
         """Every cell's plan, sources first (a dependent cell sees its source's finished run)."""
