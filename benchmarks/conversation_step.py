@@ -23,6 +23,10 @@ and the achieved share of this machine's measured matrix-multiply throughput.
 
 On CUDA the step is the trainer's: float16 autocast with a gradient scaler (`train.amp`), and the
 clock waits for the GPU (`torch.cuda.synchronize`) before it is read.
+
+`--bf16` (CPU) runs today's step under bfloat16 autocast (`train.cpu_bf16`), against the reference
+or, with `--against float32`, against today's step in float32: other arithmetic, so the printed loss
+and gradient differences are a measure of that, not a check of equality.
 """
 from __future__ import annotations
 
@@ -158,6 +162,10 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--passes", type=int, default=2, help="passes over the batches (the first warms up)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--bf16", action="store_true", help="today's step under CPU bfloat16 autocast")
+    parser.add_argument("--against", default="reference", choices=["reference", "float32"],
+                        help="what today's step is timed against: the 7c2881c step (default) or, with "
+                             "--bf16, today's step in float32")
     args = parser.parse_args()
     device = torch.device(args.device)
     cuda = device.type == "cuda"
@@ -186,11 +194,21 @@ def main() -> None:
 
     reference, stage_ref, params_ref = build()
     model, stage, params = build()
+    if args.bf16 and cuda:
+        parser.error("--bf16 is for the CPU (train.cpu_bf16); CUDA uses float16 (train.amp)")
+    if args.against == "float32" and not args.bf16:
+        parser.error("--against float32 compares with --bf16")
     order = batch_order(len(train), args.batch, [instance_length(s) for s in train],
                         torch.Generator().manual_seed(0))[:args.batches]
     batches = [move_to(model.collate([train[i] for i in idx], CONV), device) for idx in order]
     padded = sum((~b["response_mask"]).sum().item() for b in batches) / sum(b["response_mask"].numel() for b in batches)
-    variants = {"reference": (lambda b: reference_loss(reference, b), params_ref), "crsbench": (stage.loss, params)}
+    def today(b):
+        with torch.autocast("cpu", dtype=torch.bfloat16) if args.bf16 else nullcontext():
+            return stage.loss(b)
+    other = (lambda b: reference_loss(reference, b)) if args.against == "reference" else stage_ref.loss
+    variants = {"reference": (other, params_ref), "crsbench": (today, params)}
+    names = {"reference": "reference" if args.against == "reference" else "float32",
+             "crsbench": "bfloat16" if args.bf16 else "crsbench"}
 
     # equal loss and gradients on the first batch (relative to the largest gradient entry)
     values, grads = {}, {}
@@ -242,9 +260,10 @@ def main() -> None:
           f"largest |grad diff| / largest |grad| {grad_diff:.2e}")
     print(f"matmul throughput (2048^2 float32, best of 10): {peak / 1e9:.1f} GFLOP/s")
     for name in variants:
-        print(f"{name:9s}: {step[name]:.3f} s/step, {flops[name] / 1e9:.1f} GFLOP/step (fwd+bwd), "
+        print(f"{names[name]:9s}: {step[name]:.3f} s/step, {flops[name] / 1e9:.1f} GFLOP/step (fwd+bwd), "
               f"{flops[name] / step[name] / 1e9:.1f} GFLOP/s = {flops[name] / step[name] / peak:.0%} of the matmul rate")
-    print(f"ratio    : {step['reference'] / step['crsbench']:.2f}x faster (per-batch ratios: median "
+    print(f"ratio    : {names['crsbench']} {step['reference'] / step['crsbench']:.2f}x faster than "
+          f"{names['reference']} (per-batch ratios: median "
           f"{ratios[len(ratios) // 2]:.2f}, range {ratios[0]:.2f}-{ratios[-1]:.2f})")
 
 

@@ -265,3 +265,36 @@ def test_conversation_validation_decodes_only_when_a_decoded_metric_selects(tiny
                 if json.loads(l)["stage"] == "conv"]
         assert "gen/ppl" in conv[0]["valid"]
         assert ("gen/dist@2" in conv[0]["valid"]) == decoded, metric
+
+
+def test_cpu_bf16_runs_the_steps_in_bfloat16_and_keeps_float32_weights(tiny_bundle, tmp_path):
+    """`train.cpu_bf16` (CPU): every stage's loss runs under bfloat16 autocast, the weights and the
+    frozen knowledge cache stay float32, the losses stay near float32's, and validation and decoding
+    afterwards run in float32; off (the default) no autocast is active."""
+    seen = {}
+
+    def recording(config, run_dir):
+        seed_everything(config["run"]["seed"])
+        model = KGSF(config["model"], tiny_bundle)
+        for name in ("mim_loss", "rec_loss", "conv_loss"):
+            original = getattr(model, name)
+
+            def wrapped(batch, original=original, name=name):
+                seen[(run_dir.name, name)] = (torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu"))
+                return original(batch)
+            setattr(model, name, wrapped)
+        summary = Trainer(model, build_instances(tiny_bundle), config, run_dir).fit()
+        return model, summary
+
+    fast, fast_summary = recording(_config("train.cpu_bf16=true"), tmp_path / "bf16")
+    plain, plain_summary = recording(_config(), tmp_path / "fp32")
+    for name in ("mim_loss", "rec_loss", "conv_loss"):
+        assert seen[("bf16", name)] == (True, torch.bfloat16)
+        assert seen[("fp32", name)][0] is False
+    assert all(p.dtype == torch.float32 for p in fast.parameters())
+    assert all(t.dtype == torch.float32 for t in fast.knowledge(frozen=True))
+    for a, b in zip(fast_summary["stages"], plain_summary["stages"]):
+        first_a, first_b = a["history"][0]["train_loss"], b["history"][0]["train_loss"]
+        assert first_a != first_b and first_a == pytest.approx(first_b, rel=0.05), a["stage"]
+    batch = fast.collate(build_instances(tiny_bundle)["test"].samples[:2], "conv")
+    assert len(fast.generate(batch, max_length=4)) == 2

@@ -103,7 +103,8 @@ class CRSModel(nn.Module):
         params = [p for name in self.knowledge_modules for p in getattr(self, name).parameters()]
         key = tuple((id(p), p._version, p.device) for p in params)
         if self._knowledge_frozen is None or self._knowledge_frozen[0] != key:
-            with torch.no_grad():
+            # float32 under CPU autocast too: the cache outlives the training step (validation, decoding)
+            with torch.no_grad(), torch.autocast("cpu", enabled=False):
                 self._knowledge_frozen = (key, self.encode_knowledge())
         return self._knowledge_frozen[1]
 

@@ -63,12 +63,19 @@ class _PairStructure:
 class _RelationalPropagation(torch.autograd.Function):
     """A @ M with M[p] = sum_b comp[rel_p, b] * basis[b, src_p], chunked, hand-written backward."""
 
-    # Under CUDA mixed precision the propagation runs in float32: the sparse products take one
-    # dtype for both operands, and the graph's normalisation values are kept in float32.
+    # Under mixed precision (CUDA float16, CPU bfloat16: `train.cpu_bf16`) the propagation runs in
+    # float32: the sparse products take one dtype for both operands, the graph's normalisation values
+    # are float32, and sums over many messages keep their precision. (Its backward runs outside any
+    # autocast: the trainer calls backward() after the autocast block.)
     @staticmethod
     @torch.amp.custom_fwd(device_type="cuda", cast_inputs=torch.float32)
     def forward(ctx, comp: torch.Tensor, basis: torch.Tensor, graph: _PairStructure,
                 chunk: int) -> torch.Tensor:
+        with torch.autocast("cpu", enabled=False):
+            return _RelationalPropagation._forward(ctx, comp, basis, graph, chunk)
+
+    @staticmethod
+    def _forward(ctx, comp: torch.Tensor, basis: torch.Tensor, graph: _PairStructure, chunk: int) -> torch.Tensor:
         pair_src, pair_rel = graph.pair_src, graph.pair_rel
         num_pairs, dim = pair_src.numel(), basis.shape[2]
         out = basis.new_empty(num_pairs, dim)

@@ -18,6 +18,7 @@ import math
 import time
 from contextlib import nullcontext
 from pathlib import Path
+from typing import Callable, ContextManager
 
 import torch
 from loguru import logger
@@ -186,6 +187,12 @@ class Trainer:
         scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, s["lr_gamma"]) if optimizer else None
         use_amp = bool(s["amp"]) and self.device.type == "cuda"
         scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+        if use_amp:
+            precision = lambda: torch.autocast("cuda", dtype=torch.float16)     # noqa: E731
+        elif s["cpu_bf16"] and self.device.type == "cpu":          # no scaler: bfloat16 has float32's range
+            precision = lambda: torch.autocast("cpu", dtype=torch.bfloat16)    # noqa: E731
+        else:
+            precision = nullcontext
         metric_name = s["early_stop_metric"] if stage.validate else None
         progress = {"epoch": 0, "best": None, "best_epoch": None, "bad_epochs": 0, "history": []}
         if state is not None:
@@ -212,7 +219,7 @@ class Trainer:
                 epoch = progress["epoch"]
                 epoch_started = time.perf_counter()
                 loss = self._train_epoch(stage, index, epoch, instances, optimizer, scheduler, scaler, s,
-                                         use_amp, progress, summaries, clock, place)
+                                         precision, progress, summaries, clock, place)
                 scheduler.step()
                 entry = {"epoch": epoch + 1, "train_loss": loss}
                 stop = False
@@ -283,8 +290,8 @@ class Trainer:
 
     def _train_epoch(self, stage: Stage, index: int, epoch: int, instances: list,
                      optimizer: torch.optim.Optimizer, scheduler, scaler: torch.amp.GradScaler, s: dict,
-                     use_amp: bool, progress: dict, summaries: list[dict], clock: "_StageClock",
-                     place: str) -> float:
+                     precision: Callable[[], ContextManager], progress: dict, summaries: list[dict],
+                     clock: "_StageClock", place: str) -> float:
         """One epoch (or its rest, after a mid-epoch checkpoint); checkpoints every
         `checkpoint_minutes` and when a stop is requested. Returns the mean training loss."""
         self.model.train()
@@ -302,8 +309,7 @@ class Trainer:
         for step in range(first, len(batches)):
             rows = batches[step]
             batch = move_to(self.model.collate([instances[i] for i in rows], stage.task), self.device)
-            autocast = torch.autocast("cuda", dtype=torch.float16) if use_amp else nullcontext()
-            with autocast:
+            with precision():
                 out = stage.loss(batch)
             terms = out if isinstance(out, dict) else {"loss": out}
             loss = terms["loss"]
