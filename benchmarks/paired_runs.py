@@ -1,0 +1,44 @@
+"""Paired tests between two finished runs on the same split, whatever their rows: e.g. one model's cell
+trained twice with one thing changed (word vectors, bfloat16), which `compare` would merge or keep apart
+by row, not pair.
+
+    python benchmarks/paired_runs.py RUN_A RUN_B [--split test] [--metrics gen/dist@2 ...] [--resamples 10000]
+
+Prints each metric of both runs and the two-sided p of the paired test crsbench's tables use
+(`crsbench.results.row_tests.compare_cell`: per-instance permutation for recall, approximate
+randomisation of the corpus statistic for Dist-n, Item Ratio, BLEU and perplexity).
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+DEFAULT = ["gen/dist@2", "gen/dist@3", "gen/dist@4", "gen/item_ratio", "gen/item_share", "gen/bleu@2", "gen/ppl"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run_a")
+    parser.add_argument("run_b")
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--metrics", nargs="+", default=DEFAULT)
+    parser.add_argument("--resamples", type=int, default=10000)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    from crsbench.results.compare import Cell
+    from crsbench.results.row_tests import compare_cell
+    from crsbench.run_dir import RunDir
+    scores = [RunDir(Path(r)).read_metrics()["metrics"] for r in (args.run_a, args.run_b)]
+    print(f"| metric | {args.run_a} | {args.run_b} | p (paired) |\n|---|---|---|---|")
+    for column in args.metrics:
+        key = f"{args.split}/{column}"
+        if key not in scores[0] or key not in scores[1]:
+            print(f"| {column} | {scores[0].get(key, '–')} | {scores[1].get(key, '–')} | not in both runs |")
+            continue
+        a, b = Cell([scores[0][key]], [args.run_a]), Cell([scores[1][key]], [args.run_b])
+        compare_cell(column, a, b, args.split, args.resamples, args.seed)
+        print(f"| {column} | {a.values[0]:.4f} | {b.values[0]:.4f} | {a.p_paired:.2g} |")
+
+
+if __name__ == "__main__":
+    main()
