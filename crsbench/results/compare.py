@@ -211,8 +211,9 @@ def _before_fixes(rows: Sequence[Row]) -> list[str]:
     for row in rows:
         exposed: dict[str, list[str]] = {}
         for run in sorted({run for cell in row.cells.values() for run in cell.runs}):
+            record = RunDir(Path(run))
             try:
-                found = defects_of(RunDir(Path(run)).read_meta(), RunDir(Path(run)).read_config())
+                found = defects_of(record.read_meta(), record.read_config())
             except (CrsbenchError, OSError):
                 continue
             for defect in found:
