@@ -177,18 +177,34 @@ def _a_fixed_defect_makes_a_finished_cell_to_do(path, env, exposed, sound):
     from crsbench.sweep.plan import Planner
     fake = fixed_defects.FixedDefect("made-up", "f" * 40, "2026-12-01T00:00:00+00:00", "a made-up defect",
                                      lambda meta, config: meta["model"] == "popularity")
-    old = dict(os.environ)
-    os.environ.update(env)
-    try:
-        with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(fixed_defects, "FIXED_DEFECTS", (*fixed_defects.FIXED_DEFECTS, fake))
-            plans = {p.cell.row: p for p in Planner(load_sweep(path)).plan_all()}
-    finally:
-        os.environ.clear()
-        os.environ.update(old)
+    from crsbench.run_dir import RUNNING as ALIVE, process_identity
+
+    def plan() -> dict:
+        old = dict(os.environ)
+        os.environ.update(env)
+        try:
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setattr(fixed_defects, "FIXED_DEFECTS", (*fixed_defects.FIXED_DEFECTS, fake))
+                return {p.cell.row: p for p in Planner(load_sweep(path)).plan_all()}
+        finally:
+            os.environ.clear()
+            os.environ.update(old)
+
+    plans = plan()
     assert plans["popularity"].status == TODO and plans["popularity"].redoes == exposed
     assert plans["popularity"].redo_reason == "made before the fix of made-up (fffffff)"
     assert plans["context_repeat"].status == DONE and plans["context_repeat"].run_dir == sound
+    # the same run, still alive (this process stands in for it): named too, so its user can stop it
+    meta_file = exposed / "run.json"
+    saved = meta_file.read_text()
+    meta_file.write_text(json.dumps({**json.loads(saved), "status": ALIVE, **process_identity()}))
+    try:
+        plans = plan()
+    finally:
+        meta_file.write_text(saved)
+    assert plans["popularity"].status == TODO and plans["popularity"].redoes == exposed
+    assert plans["popularity"].redo_reason == ("made before the fix of made-up (fffffff); "
+                                               "still running, and it will not count")
 
 
 def test_same_build_reruns_the_cells_finished_on_another_preprocessing_build(env, tmp_path):
@@ -211,7 +227,7 @@ def test_same_build_reruns_the_cells_finished_on_another_preprocessing_build(env
     assert re.search(rf"popularity / redial / seed 1 +to do +~\d+m +re-does {re.escape(str(old.parent))} "
                      r"\(another preprocessing build\)", listing), listing
     assert re.search(rf"context_repeat / redial / seed 1 +done +{re.escape(str(kept.parent))}", listing), listing
-    assert "2 cells: 1 done, 0 to resume, 1 to do (1 of them re-do a finished run that does not count)" in listing
+    assert "2 cells: 1 done, 0 to resume, 1 to do (1 of them re-do a run that does not count)" in listing
     again = crsbench("sweep", str(path), "--same-build", env=env)
     assert again.returncode == 0, again.stderr[-3000:]
     assert f"again: {old.parent} does not count (another preprocessing build)" in again.stderr

@@ -58,7 +58,7 @@ def describe_plan(plans: list[CellPlan], workers: int = 1) -> str:
     counts = {s: sum(p.status == s for p in plans) for s in (DONE, RESUME, RUNNING, TODO, WAIT)}
     redo = sum(p.redoes is not None for p in plans)
     lines.append(f"{len(plans)} cells: {counts[DONE]} done, {counts[RESUME]} to resume, {counts[TODO]} to do"
-                 + (f" ({redo} of them re-do a finished run that does not count)" if redo else "")
+                 + (f" ({redo} of them re-do a run that does not count)" if redo else "")
                  + f", {counts[WAIT]} waiting for their init_from cell"
                  + (f", {counts[RUNNING]} running in another process" if counts[RUNNING] else ""))
     parts = []

@@ -39,7 +39,7 @@ class CellPlan:
     run_dir: Path | None = None                 # the finished (or resumable) run
     overrides: list[str] = field(default_factory=list)
     config: dict | None = None
-    redoes: Path | None = None                  # the latest finished run of this cell that does not count
+    redoes: Path | None = None                  # the latest finished (or alive) run of this cell that does not count
     redo_reason: str = ""                       # why: another preprocessing build, a fixed defect
 
 
@@ -138,15 +138,16 @@ class Planner:
             if source is not None and Path(str(saved["run"].get("init_from"))).resolve() != Path(source).resolve():
                 continue
             status = shown_status(meta)
+            why = ""
             if build is not None and not (data.get("content") == build
                                           and data.get("content_at_resume", build) == build):
-                if status == FINISHED:
-                    redoes, redo_reason = run.path, "another preprocessing build"
-                continue
-            if defects := defects_of(meta, saved):
-                if status == FINISHED:
+                why = "another preprocessing build"
+            elif defects := defects_of(meta, saved):
+                why = "made before the fix of " + ", ".join(f"{d.name} ({d.commit[:7]})" for d in defects)
+            if why:
+                if status in (FINISHED, RUN_ALIVE):      # an alive one is named so its user can stop it
                     redoes = run.path
-                    redo_reason = "made before the fix of " + ", ".join(f"{d.name} ({d.commit[:7]})" for d in defects)
+                    redo_reason = why + ("; still running, and it will not count" if status == RUN_ALIVE else "")
                 continue
             if status == FINISHED and data.get("fingerprint") == fingerprint:
                 best = CellPlan(cell, row, DONE, run.path, overrides, config)
