@@ -138,9 +138,13 @@ def _cmd_plot(args: argparse.Namespace) -> int:
         if args.figure == "data-curve":
             plotted = plots.data_curve(results_db(args.output_dir), args.dataset, out, version, args.extrapolate_to)
             print(plots.data_curve_table(plotted, args.extrapolate_to))
+        elif args.figure == "ablation":
+            notes: list[str] = []
+            plots.ablation(results_db(args.output_dir), args.dataset, out, version, notes=notes)
+            for note in notes:
+                print(f"note: {note}")
         else:
-            draw = {"mim-curve": plots.mim_curve, "ablation": plots.ablation}
-            draw[args.figure](results_db(args.output_dir), args.dataset, out, version)
+            plots.mim_curve(results_db(args.output_dir), args.dataset, out, version)
     print(f"wrote {out}")
     return 0
 

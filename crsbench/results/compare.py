@@ -152,14 +152,17 @@ def _column_key(column: str) -> tuple:
 
 def compare(store: ResultStore, dataset: str, split: str = "test", metrics: Sequence[str] | None = None,
             data_version: str | None = None,
-            keep: Callable[[tuple[str, str, str, str]], bool] | None = None) -> ComparisonTable:
+            keep: Callable[[tuple[str, str, str, str]], bool] | None = None,
+            skip_fixed: bool = False) -> ComparisonTable:
     """Build the table. `metrics` names metrics without view (e.g. recall@10); default recall@1/10/50
     for every view plus the main generation metrics when present. `data_version` (the hash of the
     raw files) keeps only runs on that data; None keeps all and shows the data column. `keep`, given
     a row's (model, tag, protocol, data fingerprint), says whether its runs belong in the table (a
-    sweep's rows), so the notes speak of those runs only."""
+    sweep's rows), so the notes speak of those runs only. `skip_fixed` leaves out the runs that a
+    since-fixed defect could have changed (figures do; the table only notes them)."""
     latest: dict[tuple, dict[str, tuple[float, str, str]]] = {}     # metric -> (value, run dir, run id)
     other_data = 0
+    skipped: list[str] = []
     superseded: set[str] = set()         # runs a later run of the same row and seed overrode (other values)
     for run in store.runs(dataset=dataset):                       # oldest first: later runs win
         if run["status"] != "finished":
@@ -168,6 +171,9 @@ def compare(store: ResultStore, dataset: str, split: str = "test", metrics: Sequ
             other_data += 1
             continue
         if keep is not None and not keep((run["model"], run["tag"], run["protocol"], run["data_fingerprint"])):
+            continue
+        if skip_fixed and _defects(run["run_dir"]):
+            skipped.append(run["run_dir"])
             continue
         key = (run["model"], run["tag"], run["protocol"], run["data_fingerprint"], run["seed"])
         found = latest.setdefault(key, {})
@@ -200,9 +206,22 @@ def compare(store: ResultStore, dataset: str, split: str = "test", metrics: Sequ
     if superseded:
         table.notes.append(f"{len(superseded)} earlier run(s) replaced by a later run of the same row and seed with "
                            f"other results (each seed shows its latest run; `crsbench runs` lists them all).")
+    if skipped:
+        table.notes.append(f"{len(skipped)} run(s) left out, made before the fix of a defect that could have "
+                           f"changed them (crsbench/results/fixed_defects.py), e.g. {skipped[0]}; a sweep "
+                           "re-runs them (`crsbench sweep FILE`).")
     table.notes.extend(_mixed_builds(table.rows))
     table.notes.extend(_before_fixes(table.rows))
     return table
+
+
+def _defects(run_dir: str) -> list:
+    """The fixed defects that could have changed a run (none when its records cannot be read)."""
+    record = RunDir(Path(run_dir))
+    try:
+        return defects_of(record.read_meta(), record.read_config())
+    except (CrsbenchError, OSError):
+        return []
 
 
 def _before_fixes(rows: Sequence[Row]) -> list[str]:
@@ -211,12 +230,7 @@ def _before_fixes(rows: Sequence[Row]) -> list[str]:
     for row in rows:
         exposed: dict[str, list[str]] = {}
         for run in sorted({run for cell in row.cells.values() for run in cell.runs}):
-            record = RunDir(Path(run))
-            try:
-                found = defects_of(record.read_meta(), record.read_config())
-            except (CrsbenchError, OSError):
-                continue
-            for defect in found:
+            for defect in _defects(run):
                 exposed.setdefault(f"{defect.name} ({defect.commit[:7]}: {defect.summary})", []).append(run)
         for defect, runs in exposed.items():
             notes.append(f"{row.label}: {len(runs)} run(s) made before the fix of {defect}, e.g. {runs[0]}; "

@@ -104,9 +104,14 @@ def mim_curve(store: ResultStore, dataset: str, out: Path, data_version: str | N
     return plotted
 
 
-def ablation(store: ResultStore, dataset: str, out: Path, data_version: str | None = None) -> dict:
-    """Figure 3; returns {row label: {metric: (mean, std)}}, the numbers of `crsbench compare`."""
-    table = compare(store, dataset, metrics=[m.split("/")[1] for m in ABLATION_METRICS], data_version=data_version)
+def ablation(store: ResultStore, dataset: str, out: Path, data_version: str | None = None,
+             notes: list[str] | None = None) -> dict:
+    """Figure 3; returns {row label: {metric: (mean, std)}}, the numbers of `crsbench compare`, less
+    the runs a since-fixed defect could have changed (said in `notes`, with compare's other notes)."""
+    table = compare(store, dataset, metrics=[m.split("/")[1] for m in ABLATION_METRICS], data_version=data_version,
+                    keep=lambda row: row[:2] in ABLATION_ROWS, skip_fixed=True)
+    if notes is not None:
+        notes.extend(table.notes)
     rows = [r for key in ABLATION_ROWS for r in table.rows if (r.model, r.tag) == key
             and all(m in r.cells for m in ABLATION_METRICS)]
     if not rows:
