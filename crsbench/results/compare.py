@@ -20,7 +20,7 @@ from typing import Callable, Sequence
 
 from crsbench.datasets.instances import VIEWS
 from crsbench.errors import CrsbenchError
-from crsbench.results.fixed_defects import defects_of
+from crsbench.results.fixed_defects import defects_of_run
 from crsbench.results.store import ResultStore
 from crsbench.run_dir import RunDir
 
@@ -172,7 +172,7 @@ def compare(store: ResultStore, dataset: str, split: str = "test", metrics: Sequ
             continue
         if keep is not None and not keep((run["model"], run["tag"], run["protocol"], run["data_fingerprint"])):
             continue
-        if skip_fixed and _defects(run["run_dir"]):
+        if skip_fixed and defects_of_run(run["run_dir"]):
             skipped.append(run["run_dir"])
             continue
         key = (run["model"], run["tag"], run["protocol"], run["data_fingerprint"], run["seed"])
@@ -215,22 +215,13 @@ def compare(store: ResultStore, dataset: str, split: str = "test", metrics: Sequ
     return table
 
 
-def _defects(run_dir: str) -> list:
-    """The fixed defects that could have changed a run (none when its records cannot be read)."""
-    record = RunDir(Path(run_dir))
-    try:
-        return defects_of(record.read_meta(), record.read_config())
-    except (CrsbenchError, OSError):
-        return []
-
-
 def _before_fixes(rows: Sequence[Row]) -> list[str]:
     """A note per row with runs that a defect fixed since could have changed (`fixed_defects.py`)."""
     notes = []
     for row in rows:
         exposed: dict[str, list[str]] = {}
         for run in sorted({run for cell in row.cells.values() for run in cell.runs}):
-            for defect in _defects(run):
+            for defect in defects_of_run(run):
                 exposed.setdefault(f"{defect.name} ({defect.commit[:7]}: {defect.summary})", []).append(run)
         for defect, runs in exposed.items():
             notes.append(f"{row.label}: {len(runs)} run(s) made before the fix of {defect}, e.g. {runs[0]}; "

@@ -100,3 +100,12 @@ def code_had_fix(meta: dict, defect: FixedDefect) -> bool:
 def defects_of(meta: dict, config: dict) -> list[FixedDefect]:
     """The fixed defects that could have changed this run's results (empty for a sound run)."""
     return [d for d in FIXED_DEFECTS if not code_had_fix(meta, d) and d.exposed(meta, config)]
+
+
+def defects_of_run(run_dir: str | Path) -> list[FixedDefect]:
+    """`defects_of` from a run dir's own files (empty when they cannot be read)."""
+    record = RunDir(Path(run_dir))
+    try:
+        return defects_of(record.read_meta(), record.read_config())
+    except (CrsbenchError, OSError):
+        return []

@@ -10,6 +10,9 @@
   the generation curve of eval.generation_every_epoch, the test curve).
 - `data-curve`: test Recall@10/@50 against training conversations (data.train_fraction runs), per
   model, mean and std over seeds, with each model's log-linear trend, optionally extrapolated.
+
+No figure uses a run that a since-fixed defect could have changed (`fixed_defects.py`); `compare`
+counts and notes such runs, a figure leaves them out (`plot ablation` prints which).
 """
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ from pathlib import Path
 
 from crsbench.errors import ConfigError, CrsbenchError
 from crsbench.results.compare import compare, row_label
+from crsbench.results.fixed_defects import defects_of_run
 from crsbench.results.history import history_value, read_history
 from crsbench.results.size_order import ALPHA, pair_tests, reversals, size_orders
 from crsbench.results.store import ResultStore
@@ -67,8 +71,9 @@ def _band(series: list[list[float]]) -> tuple[list[int], list[float], list[float
 
 
 def _finished(store: ResultStore, dataset: str, data_version: str | None) -> list[dict]:
+    """The finished runs a figure may use: on the data version, and none a since-fixed defect touched."""
     return [r for r in store.runs(dataset=dataset) if r["status"] == "finished"
-            and (data_version is None or r["data_version"] == data_version)]
+            and (data_version is None or r["data_version"] == data_version) and not defects_of_run(r["run_dir"])]
 
 
 def mim_curve(store: ResultStore, dataset: str, out: Path, data_version: str | None = None) -> dict:
