@@ -26,13 +26,16 @@ def _cpu_model() -> str:
 
 
 def environment(device: torch.device) -> dict[str, Any]:
-    """The run's environment: python, torch, the device's name, and torch's intra-op threads."""
+    """The run's environment: python, torch, the device's name, torch's intra-op threads, and whether
+    the deterministic kernels are on (`run.deterministic`)."""
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_model()
     return {"python": platform.python_version(), "torch": torch.__version__, "device": device.type,
-            "device_name": name, "threads": torch.get_num_threads()}
+            "device_name": name, "threads": torch.get_num_threads(),
+            "deterministic_kernels": torch.are_deterministic_algorithms_enabled()}
 
 
 def changed(recorded: dict[str, Any], current: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
-    """The keys whose value differs between a recorded environment and the current one: (was, now)."""
+    """The keys whose value differs between a recorded environment and the current one: (was, now).
+    A key the run did not record (it predates the key) is unknown, not changed."""
     return {key: (recorded.get(key), current.get(key)) for key in sorted(set(recorded) | set(current))
-            if recorded.get(key) != current.get(key)}
+            if key in recorded and recorded.get(key) != current.get(key)}

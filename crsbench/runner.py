@@ -203,7 +203,7 @@ def _record_environment(run: RunDir, meta: dict, device: torch.device, resuming:
 def _run(run: RunDir, meta: dict, config: dict, model_name: str, dataset_name: str, resuming: bool,
          stop: StopRequest, started: float, record: bool) -> RunResult:
     from crsbench.trainer import Trainer
-    from crsbench.trainer.seeding import resolve_device, seed_everything
+    from crsbench.trainer.seeding import deterministic_kernels, resolve_device, seed_everything
     from crsbench.warm_start import start_weights
     logger.info(f"run {meta['run_id']}: model={model_name} dataset={dataset_name} dir={run.path}")
     seed_everything(config["run"]["seed"])
@@ -212,6 +212,7 @@ def _run(run: RunDir, meta: dict, config: dict, model_name: str, dataset_name: s
     if share and device.type == "cuda":
         import torch
         torch.cuda.set_per_process_memory_fraction(float(share), device.index or 0)
+    deterministic_kernels(device, config["run"]["deterministic"])
     meta = _record_environment(run, meta, device, resuming)
     t0 = time.perf_counter()
     data = load_dataset(dataset_name, config["data"])
@@ -239,7 +240,7 @@ def _run(run: RunDir, meta: dict, config: dict, model_name: str, dataset_name: s
 def _load_run(run: RunDir, data_dir: str | None) -> tuple[dict, dict, LoadedDataset, CRSModel]:
     """A finished run's metadata, config, data and model with its trained weights (eval mode)."""
     from crsbench.trainer import checkpoint
-    from crsbench.trainer.seeding import resolve_device, seed_everything
+    from crsbench.trainer.seeding import deterministic_kernels, resolve_device, seed_everything
     meta = run.read_meta()
     if not run.weights.exists():
         raise ConfigError(f"{run.path}: no trained weights here ({RunDir.WEIGHTS}; status "

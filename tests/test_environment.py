@@ -43,3 +43,33 @@ def test_a_run_started_before_environments_were_recorded_gets_its_resume_environ
     meta = _record_environment(run, run.read_meta(), torch.device("cpu"), resuming=True)
     assert "environment" not in meta          # the start is unknown: not guessed
     assert meta["resume_environments"][0]["threads"] == torch.get_num_threads()
+
+
+def test_deterministic_kernels_make_two_threads_repeat_to_the_bit():
+    """With 2 threads the backward of advanced indexing (as `word_reps[batch["words"]]`) accumulates
+    in thread order; `run.deterministic` switches to ordered kernels, so it repeats exactly. One thread
+    keeps the default kernels (already ordered), and CUDA is not touched."""
+    from crsbench.trainer.seeding import deterministic_kernels
+    before, was = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    g = torch.Generator().manual_seed(0)
+    idx = torch.randint(0, 20_000, (300_000,), generator=g)
+    upstream = torch.randn(300_000, 64, generator=g)
+    weights = torch.zeros(20_000, 64, requires_grad=True)
+
+    def grad() -> torch.Tensor:
+        return torch.autograd.grad((weights[idx] * upstream).sum(), [weights])[0]
+    try:
+        torch.set_num_threads(2)
+        assert deterministic_kernels(torch.device("cpu"), True)
+        assert environment(torch.device("cpu"))["deterministic_kernels"] is True
+        first = grad()
+        assert all(torch.equal(first, grad()) for _ in range(3))
+        torch.set_num_threads(1)
+        assert not deterministic_kernels(torch.device("cpu"), True)      # one thread: the default kernels
+        assert torch.equal(first, grad())                                 # ... give the same bits
+        torch.set_num_threads(2)
+        assert not deterministic_kernels(torch.device("cpu"), False)
+        assert not deterministic_kernels(torch.device("cuda"), True)
+    finally:
+        torch.set_num_threads(before)
+        torch.use_deterministic_algorithms(was)
