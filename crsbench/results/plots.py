@@ -129,13 +129,14 @@ def ablation(store: ResultStore, dataset: str, out: Path, data_version: str | No
     for i, row in enumerate(rows):
         means = [row.cells[m].mean for m in ABLATION_METRICS]
         stds = [row.cells[m].std or 0.0 for m in ABLATION_METRICS]
-        ax.bar([x + i * width for x in range(len(ABLATION_METRICS))], means, width, yerr=stds, capsize=3,
-               label=f"{row.label} ({_seeds(row.seeds)})")
+        ax.bar([x + i * width for x in range(len(ABLATION_METRICS))], means, width,   # one seed: no bar to draw
+               yerr=stds if row.seeds > 1 else None, capsize=3, label=f"{row.label} ({_seeds(row.seeds)})")
         plotted[row.label] = {m: (row.cells[m].mean, row.cells[m].std) for m in ABLATION_METRICS}
     ax.set_xticks([x + width * (len(rows) - 1) / 2 for x in range(len(ABLATION_METRICS))])
     ax.set_xticklabels([m.split("/")[1] for m in ABLATION_METRICS])
     ax.legend(fontsize=8)
-    ax.set_title(f"{dataset}: KGSF's conversation ablations (test split; error bars: std over seeds)", fontsize=9)
+    ax.set_title(f"{dataset}: KGSF's conversation ablations (test split; error bars: std over seeds, "
+                 "for rows with 2 or more)", fontsize=9)
     save_figure(plt, fig, out)
     return plotted
 
