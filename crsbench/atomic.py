@@ -1,11 +1,17 @@
 """Atomic file writes: a reader sees the old file or the new one, never a half-written one."""
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
+
+from crsbench.errors import StorageError
+
+LOW_SPACE = 256 * 2**20      # free bytes under which a failed write is put down to a full disk
 
 
 def _umask() -> int:
@@ -34,9 +40,30 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: st
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as error:
+        full = _disk_full(error, path.parent)
         Path(tmp).unlink(missing_ok=True)
+        if full is not None:
+            raise StorageError(
+                f"{path}: could not be written, the disk is full ({full / 2**20:.0f} MiB free on the "
+                f"file system of {path.parent}; the previous file, if any, is unchanged)",
+                hint="free some space: `crsbench runs --prune-checkpoints` deletes the checkpoints of "
+                     "finished runs (their model.pt stays); then resume with `crsbench run --resume RUN_DIR`"
+            ) from error
         raise
+
+
+def _disk_full(error: BaseException, folder: Path) -> int | None:
+    """The free bytes when a failed write is down to a full disk (ENOSPC, or a writer such as
+    torch.save that reports only a short write while almost nothing is free); else None."""
+    if not isinstance(error, Exception):
+        return None
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return None
+    no_space = isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT)
+    return free if no_space or free < LOW_SPACE else None
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

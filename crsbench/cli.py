@@ -176,6 +176,16 @@ def _cmd_runs(args: argparse.Namespace) -> int:
         print(f"added {done['added']} run(s) to {args.output_dir} ({done['kept']} already there, kept); "
               f"results.sqlite now indexes {done['indexed']}")
         return 0
+    if args.prune_checkpoints:
+        from crsbench.results.prune import prune_checkpoints
+        done = prune_checkpoints(args.output_dir, args.dataset, args.dry_run)
+        for run in done["runs"]:
+            print(f"  {run}/checkpoints")
+        print(f"{'would free' if args.dry_run else 'freed'} {done['bytes'] / 2**30:.2f} GiB: the checkpoints of "
+              f"{len(done['runs'])} finished run(s) under {args.output_dir}")
+        return 0
+    if args.dry_run:
+        raise ConfigError("--dry-run goes with --prune-checkpoints", hint="crsbench runs --prune-checkpoints --dry-run")
     if args.reindex:
         from crsbench.results.store import reindex
         count, skipped = reindex(args.output_dir)
@@ -384,6 +394,10 @@ def build_parser() -> argparse.ArgumentParser:
                       help="write the finished runs' records (no weights) into one file, to keep or move")
     what.add_argument("--unarchive", metavar="FILE.tar.gz",
                       help="add an archive's runs to --output-dir (existing runs kept) and reindex")
+    what.add_argument("--prune-checkpoints", action="store_true",
+                      help="delete the checkpoints/ of finished runs (model.pt stays; unfinished runs keep "
+                           "theirs, to resume); with --dry-run, only say what would go")
+    runs.add_argument("--dry-run", action="store_true", help="--prune-checkpoints: delete nothing")
     runs.add_argument("--since", metavar="TIME",
                       help="--archive: only runs finished at or after TIME (ISO 8601, UTC unless zoned), "
                            "e.g. one session's")

@@ -21,3 +21,7 @@ class DataError(CrsbenchError):
 
 class TrainingError(CrsbenchError):
     """Training cannot go on (for example the loss became NaN)."""
+
+
+class StorageError(CrsbenchError):
+    """A file could not be written (for example the disk is full)."""
