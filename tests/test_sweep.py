@@ -205,6 +205,18 @@ def _a_fixed_defect_makes_a_finished_cell_to_do(path, env, exposed, sound):
     assert plans["popularity"].status == TODO and plans["popularity"].redoes == exposed
     assert plans["popularity"].redo_reason == ("made before the fix of made-up (fffffff); "
                                                "still running, and it will not count")
+    # a run that failed for a full disk resumes (its checkpoint is intact); any other failure starts over
+    sound_file = sound / "run.json"
+    kept = sound_file.read_text()
+    try:
+        for error, status in (("StorageError: last.pt: could not be written, the disk is full", RESUME),
+                              ("RuntimeError: boom", TODO)):
+            sound_file.write_text(json.dumps({**json.loads(kept), "status": "failed", "error": error}))
+            plans = plan()
+            assert plans["context_repeat"].status == status, error
+            assert plans["context_repeat"].run_dir == (sound if status == RESUME else None)
+    finally:
+        sound_file.write_text(kept)
 
 
 def test_same_build_reruns_the_cells_finished_on_another_preprocessing_build(env, tmp_path):

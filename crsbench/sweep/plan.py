@@ -2,8 +2,8 @@
 
 A cell is *done* when a finished run under the runs root has the same resolved config (locations
 aside, and settings added to crsbench since filled with their defaults) and the same data
-fingerprint; it is *resumable* when such a run was interrupted or its process died (the sweep
-continues it with --resume); it is *running* when such a run's process is alive (another sweep or
+fingerprint; it is *resumable* when such a run was interrupted, its process died, or it failed only
+for a full disk (the sweep continues it with --resume); it is *running* when such a run's process is alive (another sweep or
 `crsbench run` has it: this sweep does not start it twice); else it is *to do*. A cell whose `init_from` row has no finished run
 for the same dataset and seed waits for it.
 
@@ -25,7 +25,7 @@ from crsbench.config.loader import LOCATION_SETTINGS, fill_defaults
 from crsbench.datasets.provenance import keyed_settings
 from crsbench.errors import CrsbenchError
 from crsbench.results.fixed_defects import defects_of
-from crsbench.run_dir import FINISHED, INTERRUPTED, RUNNING as RUN_ALIVE, STALE, RunDir, shown_status
+from crsbench.run_dir import FAILED, FINISHED, INTERRUPTED, RUNNING as RUN_ALIVE, STALE, RunDir, shown_status
 from crsbench.sweep.spec import Cell, Row, Sweep, cells
 
 DONE, RESUME, TODO, WAIT, RUNNING = "done", "resume", "to do", "waits", "running"
@@ -53,6 +53,12 @@ def _comparable(config: dict, defaults: dict | None = None) -> dict:
         out.get(section, {}).pop(key, None)
     out.get("run", {}).pop("init_from", None)          # compared through the source cell instead
     return out
+
+
+def _out_of_space(status: str, meta: dict) -> bool:
+    """A run that failed only because the disk filled (`StorageError`): its checkpoint is intact, so
+    it resumes like an interrupted one once space is freed; other failures start the cell afresh."""
+    return status == FAILED and str(meta.get("error") or "").startswith("StorageError:")
 
 
 class Planner:
@@ -153,7 +159,8 @@ class Planner:
                 best = CellPlan(cell, row, DONE, run.path, overrides, config)
             elif status == RUN_ALIVE and (best is None or best.status != DONE):
                 best = CellPlan(cell, row, RUNNING, run.path, overrides, config)
-            elif status in (INTERRUPTED, STALE) and (best is None or best.status not in (DONE, RUNNING)):
+            elif (status in (INTERRUPTED, STALE) or _out_of_space(status, meta)) \
+                    and (best is None or best.status not in (DONE, RUNNING)):
                 best = CellPlan(cell, row, RESUME, run.path, overrides, config)
         return best or CellPlan(cell, row, TODO, None, overrides, config, redoes, redo_reason)
 
