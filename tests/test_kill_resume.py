@@ -69,7 +69,7 @@ def test_sigterm_then_sigkill_mid_epoch_then_resume_matches_uninterrupted(real_d
     common += [a for s in SETTINGS for a in ("--set", s)]
     straight_out = tmp_path / "straight"
     proc = _start(common + ["--set", f"run.output_dir={straight_out}"], env)
-    log, _ = proc.communicate(timeout=600)
+    log, _ = proc.communicate(timeout=1800)
     assert proc.returncode == 0, log
     straight = _run_dir(straight_out)
     recorded = json.loads((straight / "run.json").read_text())["environment"]
@@ -88,7 +88,7 @@ def test_sigterm_then_sigkill_mid_epoch_then_resume_matches_uninterrupted(real_d
     out = tmp_path / "interrupted"
     proc = _start(common + ["--set", f"run.output_dir={out}", "--set", "train.checkpoint_minutes=0.01"], env)
     run = _signal_in_rec_epoch(proc, out, signal.SIGTERM, epochs_done=1)
-    log, _ = proc.communicate(timeout=120)
+    log, _ = proc.communicate(timeout=600)
     assert proc.returncode == 128 + signal.SIGTERM, log
     assert "--resume" in log and "Traceback" not in log
     assert json.loads((run / "run.json").read_text())["status"] == "interrupted"
@@ -110,7 +110,7 @@ def test_sigterm_then_sigkill_mid_epoch_then_resume_matches_uninterrupted(real_d
     del saved["data"]["kg_edges"], saved["train"]["carry_optimizer"]
     (run / "config.yaml").write_text(yaml.safe_dump(saved))
     proc = _start(["run", "--resume", str(run)], env)
-    log, _ = proc.communicate(timeout=600)
+    log, _ = proc.communicate(timeout=1800)
     assert proc.returncode == 0, log
     assert "resuming in epoch 3 after" in log
     assert "saved by an older crsbench" in log and "data.kg_edges" in log
