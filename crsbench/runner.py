@@ -240,7 +240,7 @@ def _run(run: RunDir, meta: dict, config: dict, model_name: str, dataset_name: s
 def _load_run(run: RunDir, data_dir: str | None) -> tuple[dict, dict, LoadedDataset, CRSModel]:
     """A finished run's metadata, config, data and model with its trained weights (eval mode)."""
     from crsbench.trainer import checkpoint
-    from crsbench.trainer.seeding import deterministic_kernels, resolve_device, seed_everything
+    from crsbench.trainer.seeding import resolve_device, seed_everything
     meta = run.read_meta()
     if not run.weights.exists():
         raise ConfigError(f"{run.path}: no trained weights here ({RunDir.WEIGHTS}; status "

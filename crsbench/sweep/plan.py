@@ -3,8 +3,8 @@
 A cell is *done* when a finished run under the runs root has the same resolved config (locations
 aside, and settings added to crsbench since filled with their defaults) and the same data
 fingerprint; it is *resumable* when such a run was interrupted, its process died, or it failed only
-for a full disk (the sweep continues it with --resume); it is *running* when such a run's process is alive (another sweep or
-`crsbench run` has it: this sweep does not start it twice); else it is *to do*. A cell whose `init_from` row has no finished run
+for a full disk (the sweep continues it with --resume); it is *running* when such a run's process is
+alive (another sweep or `crsbench run` has it: this sweep does not start it twice); else it is *to do*. A cell whose `init_from` row has no finished run
 for the same dataset and seed waits for it.
 
 With `same_build`, a run counts only if it started (and resumed) on the preprocessing build this code
@@ -23,7 +23,7 @@ from pathlib import Path
 
 from crsbench.config.loader import LOCATION_SETTINGS, fill_defaults
 from crsbench.datasets.provenance import keyed_settings
-from crsbench.errors import CrsbenchError
+from crsbench.errors import CrsbenchError, StorageError
 from crsbench.results.fixed_defects import defects_of
 from crsbench.run_dir import FAILED, FINISHED, INTERRUPTED, RUNNING as RUN_ALIVE, STALE, RunDir, shown_status
 from crsbench.sweep.spec import Cell, Row, Sweep, cells
@@ -58,7 +58,7 @@ def _comparable(config: dict, defaults: dict | None = None) -> dict:
 def _out_of_space(status: str, meta: dict) -> bool:
     """A run that failed only because the disk filled (`StorageError`): its checkpoint is intact, so
     it resumes like an interrupted one once space is freed; other failures start the cell afresh."""
-    return status == FAILED and str(meta.get("error") or "").startswith("StorageError:")
+    return status == FAILED and str(meta.get("error") or "").startswith(f"{StorageError.__name__}:")
 
 
 class Planner:
