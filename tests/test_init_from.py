@@ -8,6 +8,7 @@ import yaml
 
 from conftest import small_redial
 from crsbench.errors import ConfigError
+from crsbench.run_dir import RunDir
 from crsbench.runner import evaluate_run, run_experiment
 from crsbench.trainer import checkpoint
 
@@ -172,3 +173,48 @@ def test_a_conversation_run_from_a_recommender_run_equals_the_full_run(setup):
     worst = max(gaps, key=gaps.get)
     assert gaps[worst] < 1e-4, (worst, gaps[worst])
     assert full.metrics["test/gen/ppl"] == pytest.approx(split.metrics["test/gen/ppl"], rel=1e-4)
+
+
+def test_a_sweep_retrains_a_source_cell_whose_run_has_no_weights(setup, tmp_path):
+    """Runs restored from a records archive keep their results, not their weights. A sweep whose new
+    dependent cell must start from such a run trains the source cell again first (the dependent
+    waits, naming the run), keeps counting the dependents that started from the old run, and the
+    re-trained seed repeats the old run's scores."""
+    from crsbench.sweep.driver import describe_plan, run_sweep
+    from crsbench.sweep.executors import LocalExecutor
+    from crsbench.sweep.plan import DONE, TODO, WAIT, Planner
+    from crsbench.sweep.spec import load_sweep
+    data, common, _ = setup
+    small = {k: yaml.safe_load(v) for k, v in (o.split("=", 1) for o in common) if k != "run.output_dir"}
+    rows = [{"model": "kgsf", "set": {"run.tasks": ["rec"]}},
+            {"model": "kgsf", "name": "kgsf-conv", "init_from": "kgsf", "set": {"run.tasks": ["conv"]}}]
+    spec = {"name": "weights", "datasets": ["redial"], "seeds": [5], "output_dir": str(tmp_path / "runs"),
+            "set": small, "rows": rows}
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    assert not run_sweep(load_sweep(path), LocalExecutor(1, 1, str(data)), str(data)).failed
+    old_rec = {p.cell.row: p for p in Planner(load_sweep(path), str(data)).plan_all()}["kgsf"].run_dir
+    for name in ("model.pt", "checkpoints"):                # what `crsbench runs --unarchive` gives back
+        shutil.rmtree(old_rec / name) if (old_rec / name).is_dir() else (old_rec / name).unlink()
+    rows.append({"model": "kgsf", "tag": "-copy", "init_from": "kgsf",
+                 "set": {"run.tasks": ["conv"], "model.copy": False}})
+    path.write_text(yaml.safe_dump(spec))
+    plans = {p.cell.row: p for p in Planner(load_sweep(path), str(data)).plan_all()}
+    assert plans["kgsf"].status == TODO and plans["kgsf"].redoes == old_rec
+    assert plans["kgsf"].redo_reason == "no weights (model.pt), and kgsf-copy / redial / seed 5 starts from them"
+    assert plans["kgsf-conv"].status == DONE                # it started from the old run: it still counts
+    assert plans["kgsf-copy"].status == WAIT and plans["kgsf-copy"].needs_weights_of.row == "kgsf"
+    listing = describe_plan(list(plans.values()))
+    assert f"for kgsf / redial / seed 5: its run {old_rec} has no weights (model.pt) to start from" in listing
+    assert "1 to do (1 of them re-do a run that does not count)" in listing
+    report = run_sweep(load_sweep(path), LocalExecutor(1, 1, str(data)), str(data))
+    assert not report.failed and not report.skipped
+    assert {c.row for c in report.ran} == {"kgsf", "kgsf-copy"}
+    again = {p.cell.row: p for p in Planner(load_sweep(path), str(data)).plan_all()}
+    assert [p.status for p in again.values()] == [DONE, DONE, DONE]
+    new_rec = again["kgsf"].run_dir
+    assert new_rec != old_rec and RunDir(new_rec).weights.exists()
+    assert RunDir(again["kgsf-copy"].run_dir).read_config()["run"]["init_from"] == str(new_rec)
+    same_seed = [RunDir(r).read_metrics() for r in (old_rec, new_rec)]
+    scores = [{k: v for k, v in m["metrics"].items() if k.startswith("test/")} for m in same_seed]
+    assert "test/all/recall@50" in scores[0] and scores[0] == scores[1]

@@ -51,12 +51,14 @@ def describe_plan(plans: list[CellPlan], workers: int = 1) -> str:
     for i, p in enumerate(plans):
         where = f"  {p.run_dir}" if p.run_dir else ""
         if p.redoes is not None:
-            where = f"  re-does {p.redoes} ({p.redo_reason})"
+            where = (f"  {p.run_dir}," if p.run_dir else "") + f"  re-does {p.redoes} ({p.redo_reason})"
+        elif p.needs_weights_of is not None:
+            where = f"  for {p.redo_reason}"
         mark = "≈" if i in guess.borrowed else "~"
         left = f"{mark}{duration(guess.seconds[i])}" if i in guess.seconds else ("?" if i in guess.unknown else "")
         lines.append(f"{p.cell.label:<{width}}  {p.status:<6} {left:>7}{where}")
     counts = {s: sum(p.status == s for p in plans) for s in (DONE, RESUME, RUNNING, TODO, WAIT)}
-    redo = sum(p.redoes is not None for p in plans)
+    redo = sum(p.redoes is not None for p in plans if p.status == TODO)
     lines.append(f"{len(plans)} cells: {counts[DONE]} done, {counts[RESUME]} to resume, {counts[TODO]} to do"
                  + (f" ({redo} of them re-do a run that does not count)" if redo else "")
                  + f", {counts[WAIT]} waiting for their init_from cell"

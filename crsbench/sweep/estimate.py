@@ -75,8 +75,9 @@ def estimate(plans: list[CellPlan]) -> Estimate:
     done: dict[tuple[str, str], list[float]] = {}
     of_kind: dict[tuple, list[float]] = {}
     for p in plans:
-        if p.status == DONE and p.run_dir is not None:
-            seconds = finished_seconds(p.run_dir)
+        timed = p.run_dir if p.status == DONE else p.redoes       # a run that does not count still took its time
+        if timed is not None:
+            seconds = finished_seconds(timed)
             if seconds is not None:
                 done.setdefault((p.cell.row, p.cell.dataset), []).append(seconds)
                 if (k := kind(p)) is not None:

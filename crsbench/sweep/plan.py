@@ -5,7 +5,10 @@ aside, and settings added to crsbench since filled with their defaults) and the 
 fingerprint; it is *resumable* when such a run was interrupted, its process died, or it failed only
 for a full disk (the sweep continues it with --resume); it is *running* when such a run's process is
 alive (another sweep or `crsbench run` has it: this sweep does not start it twice); else it is *to do*. A cell whose `init_from` row has no finished run
-for the same dataset and seed waits for it.
+for the same dataset and seed waits for it. A dependent cell counts as done when it started from any
+counting run of its source cell; a new one starts from the newest such run that still has its weights
+(`model.pt`). When none has (runs restored from a records archive keep their results, not their
+weights), the source cell is trained again first: its seed's run repeats (tests/test_kill_resume.py).
 
 With `same_build`, a run counts only if it started (and resumed) on the preprocessing build this code
 makes of the data (run.json's `data.content`): after a fix to preprocessing that kept the raw files,
@@ -40,7 +43,8 @@ class CellPlan:
     overrides: list[str] = field(default_factory=list)
     config: dict | None = None
     redoes: Path | None = None                  # the latest finished (or alive) run of this cell that does not count
-    redo_reason: str = ""                       # why: another preprocessing build, a fixed defect
+    redo_reason: str = ""                       # why: another preprocessing build, a fixed defect, no weights
+    needs_weights_of: Cell | None = None        # waits: its source cell's runs have no weights to start from
 
 
 def _comparable(config: dict, defaults: dict | None = None) -> dict:
@@ -69,6 +73,8 @@ class Planner:
         self._fingerprints: dict[tuple, str] = {}
         self._contents: dict[tuple, str] = {}
         self._runs: dict[Path, list[tuple[RunDir, dict, dict]]] = {}
+        self._counted: dict[Cell, list[Path]] = {}      # every finished run that counts for a cell, oldest first
+        self._alive: dict[Cell, Path] = {}              # a counting run of the cell that another process runs
 
     def overrides(self, row: Row, cell: Cell, source: Path | None) -> list[str]:
         out = list(row.overrides) + [f"run.tag={row.tag}"]
@@ -122,11 +128,15 @@ class Planner:
         from crsbench.config.loader import resolve_config
         from crsbench.registry import get_dataset, get_model
         row = self.sweep.row(cell.row)
-        source = None
+        source, accepted, source_cell = None, set(), None
         if row.init_from is not None:
-            source = done.get(Cell(row.init_from, cell.dataset, cell.seed))
+            source_cell = Cell(row.init_from, cell.dataset, cell.seed)
+            source = done.get(source_cell)
             if source is None:
                 return CellPlan(cell, row, WAIT)
+            sources = [*self._counted.get(source_cell, []), Path(source)]
+            accepted = {p.resolve() for p in sources}
+            source = next((p for p in reversed(sources) if RunDir(p).weights.exists()), None)
         overrides, config = self.resolve(row, cell, source)
         defaults = resolve_config(get_model(row.model), get_dataset(cell.dataset))
         wanted = _comparable(config)
@@ -135,13 +145,14 @@ class Planner:
         root = Path(config["run"]["output_dir"]).resolve()
         best: CellPlan | None = None
         redoes, redo_reason = None, ""
+        counted: list[Path] = []
         for run, meta, saved in self._candidates(root, cell.dataset, row.model):
             data = meta.get("data") or {}
             if data.get("fingerprint") not in (fingerprint, None):
                 continue
             if _comparable(saved, defaults) != wanted:
                 continue
-            if source is not None and Path(str(saved["run"].get("init_from"))).resolve() != Path(source).resolve():
+            if source_cell is not None and Path(str(saved["run"].get("init_from"))).resolve() not in accepted:
                 continue
             status = shown_status(meta)
             why = ""
@@ -157,11 +168,18 @@ class Planner:
                 continue
             if status == FINISHED and data.get("fingerprint") == fingerprint:
                 best = CellPlan(cell, row, DONE, run.path, overrides, config)
-            elif status == RUN_ALIVE and (best is None or best.status != DONE):
-                best = CellPlan(cell, row, RUNNING, run.path, overrides, config)
+                counted.append(run.path)
+            elif status == RUN_ALIVE:
+                self._alive[cell] = run.path
+                if best is None or best.status != DONE:
+                    best = CellPlan(cell, row, RUNNING, run.path, overrides, config)
             elif (status in (INTERRUPTED, STALE) or _out_of_space(status, meta)) \
                     and (best is None or best.status not in (DONE, RUNNING)):
                 best = CellPlan(cell, row, RESUME, run.path, overrides, config)
+        self._counted[cell] = counted
+        if best is None and source_cell is not None and source is None:
+            return CellPlan(cell, row, WAIT, redo_reason=f"{source_cell.label}: its run {done[source_cell]} has no "
+                            f"weights ({RunDir.WEIGHTS}) to start from", needs_weights_of=source_cell)
         return best or CellPlan(cell, row, TODO, None, overrides, config, redoes, redo_reason)
 
     def plan_all(self) -> list[CellPlan]:
@@ -173,4 +191,21 @@ class Planner:
             if plan.status == DONE:
                 done[cell] = plan.run_dir
             plans.append(plan)
+        return self._retrain_for_weights(plans)
+
+    def _retrain_for_weights(self, plans: list[CellPlan]) -> list[CellPlan]:
+        """A source cell whose finished runs have no weights, while a dependent cell still has to start
+        from them, is to do again (its dependents wait for the new run), or running where another
+        process already trains it again. A source that itself starts from a weightless run is not
+        chased further: its run then fails, naming the missing file."""
+        index = {p.cell: i for i, p in enumerate(plans)}
+        for plan in plans:
+            i = index.get(plan.needs_weights_of) if plan.needs_weights_of else None
+            if i is None or plans[i].status != DONE:
+                continue
+            old = plans[i]
+            alive = self._alive.get(old.cell)
+            plans[i] = CellPlan(old.cell, old.row, RUNNING if alive else TODO, alive, old.overrides, old.config,
+                                redoes=old.run_dir,
+                                redo_reason=f"no weights ({RunDir.WEIGHTS}), and {plan.cell.label} starts from them")
         return plans
