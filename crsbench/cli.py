@@ -71,13 +71,24 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from crsbench.sweep.spec import load_sweep, narrow
-    sweep = load_sweep(args.file)
+    sweep = whole = load_sweep(args.file)
     if args.rows or args.seeds:
         sweep = narrow(sweep, args.rows, args.seeds)
+    deadline = None
+    if args.deadline:
+        from crsbench.sweep.deadline import parse_deadline
+        deadline = parse_deadline(args.deadline)
     if args.dry_run:
+        import time
+
         from crsbench.sweep.driver import describe_plan
+        from crsbench.sweep.estimate import duration
         from crsbench.sweep.plan import Planner
-        print(describe_plan(Planner(sweep, args.data_dir, args.same_build).plan_all(), args.workers or 1))
+        known = Planner(whole, args.data_dir, args.same_build).plan_all() if whole is not sweep else None
+        print(describe_plan(Planner(sweep, args.data_dir, args.same_build).plan_all(), args.workers or 1, known))
+        if deadline is not None:
+            print(f"deadline {deadline:%Y-%m-%d %H:%M}, {duration(deadline.timestamp() - time.time())} from now: "
+                  "a cell starts only if its estimate fits before it")
         return 0
     if args.table:
         return _print_sweep_tables(sweep, args)
@@ -90,7 +101,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     else:
         from crsbench.sweep.executors import LocalExecutor
         executor = LocalExecutor(args.workers or 1, args.runs_per_gpu, args.data_dir)
-    report = run_sweep(sweep, executor, args.data_dir, args.same_build)
+    report = run_sweep(sweep, executor, args.data_dir, args.same_build, deadline,
+                       whole if whole is not sweep else None)
     print(sweep_table(sweep, args.data_dir))
     for cell, error in report.failed + report.skipped:
         print(f"not done: {cell.label}: {error.splitlines()[0]}", file=sys.stderr)
@@ -355,6 +367,11 @@ def build_parser() -> argparse.ArgumentParser:
                           "makes of the data (run.json's data.content); cells finished on an older build (or "
                           "before that was recorded) run again. For after a preprocessing fix that kept the "
                           "raw files (and so the data fingerprint)")
+    swp.add_argument("--deadline", metavar="WHEN",
+                     help="for a machine lent for a fixed time: start a cell only if its estimated time (as "
+                          "--dry-run prints it) fits before WHEN, and at WHEN stop the running cells with a "
+                          "checkpoint (the same command resumes them). WHEN: +2h30m, +90m, 08:30 or "
+                          "2026-12-02T08:30 (local time)")
     swp.set_defaults(func=_cmd_sweep)
 
     plot = sub.add_parser("plot", help="the paper's figures from the stored results: mim-curve (Figure 2), "

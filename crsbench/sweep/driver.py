@@ -6,12 +6,14 @@ or failed) and a summary line (done / running / failed / to do, elapsed time) ev
 A failed cell is reported with its log and does not stop the others; the cells that start from it
 (init_from) are skipped. Interrupted cells resume before new ones start. Interrupted (Ctrl-C), the
 driver stops its workers, whose runs are marked interrupted; running the same command again resumes
-them and skips every finished cell.
+them and skips every finished cell. With a deadline (`deadline.py`) a cell starts only if its estimate
+fits before it, and at the deadline the running cells are stopped the same way.
 """
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 from loguru import logger
@@ -42,10 +44,11 @@ class SweepReport:
     seconds: float = 0.0
 
 
-def describe_plan(plans: list[CellPlan], workers: int = 1) -> str:
+def describe_plan(plans: list[CellPlan], workers: int = 1, known: list[CellPlan] | None = None) -> str:
     """The --dry-run listing: one line per cell with its status, the time it should still take
-    (from its row's finished seeds, `estimate.py`) and its run dir; then the counts and the total."""
-    guess = estimate(plans)
+    (from its row's finished seeds, `estimate.py`; `known`: the whole file's plans when these are a
+    part of it) and its run dir; then the counts and the total."""
+    guess = estimate(plans, known)
     width = max(len(p.cell.label) for p in plans)
     lines = []
     for i, p in enumerate(plans):
@@ -100,11 +103,29 @@ def _hms(seconds: float) -> str:
     return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
-def run_sweep(sweep: Sweep, executor, data_dir: str | None = None, same_build: bool = False) -> SweepReport:
+def _fits(plan: CellPlan, need: float | None, deadline: datetime | None) -> str:
+    """Why a cell may not start before the deadline ('' when it may): its estimate is longer than
+    the time left. A cell without an estimate starts; the deadline stops it if it comes first."""
+    if deadline is None:
+        return ""
+    left = deadline.timestamp() - time.time()
+    if left <= 0:
+        return f"the deadline ({deadline:%Y-%m-%d %H:%M}) has come"
+    if need is not None and need > left:
+        return f"needs ~{duration(need)}, {duration(left)} left before the deadline ({deadline:%H:%M})"
+    return ""
+
+
+def run_sweep(sweep: Sweep, executor, data_dir: str | None = None, same_build: bool = False,
+              deadline: datetime | None = None, whole: Sweep | None = None) -> SweepReport:
     """Run every cell that is not done (with `same_build`, not done on this code's preprocessing
-    build); returns what happened."""
+    build), starting only what fits before `deadline` and stopping what runs when it comes;
+    returns what happened. `whole`: the full sweep file when `sweep` is a part of it (for estimates)."""
     planner = Planner(sweep, data_dir, same_build)
     plans = planner.plan_all()
+    known = Planner(whole, data_dir, same_build).plan_all() if whole is not None and deadline is not None else None
+    guess = estimate(plans, known)
+    needs = {plans[i].cell: seconds for i, seconds in guess.seconds.items()}
     report = SweepReport(done=[p.cell for p in plans if p.status == DONE])
     finished: dict[Cell, Path] = {p.cell: p.run_dir for p in plans if p.status == DONE}
     queue = run_order(plans)
@@ -130,14 +151,39 @@ def run_sweep(sweep: Sweep, executor, data_dir: str | None = None, same_build: b
         while queue or waiting or running:
             while queue and len(running) < executor.capacity:
                 plan = queue.pop(0)
+                if why := _fits(plan, needs.get(plan.cell), deadline):
+                    report.skipped.append((plan.cell, f"not started: {why}"))
+                    logger.warning(f"not starting {plan.cell.label}: {why}")
+                    continue
                 running[executor.submit(_task(plan, data_dir))] = plan
                 verb = "resuming" if plan.status == RESUME else "starting"
                 logger.info(f"{verb} {plan.cell.label}" + (f" ({plan.run_dir})" if plan.run_dir else "")
                             + (f", again: {plan.redoes} does not count ({plan.redo_reason})"
                                if plan.redoes else ""))
-            if not running:
+            if not running:                      # what still waits has a source that will not run here
+                for plan in waiting:
+                    source = Cell(plan.row.init_from, plan.cell.dataset, plan.cell.seed)
+                    why = next((r for c, r in report.failed + report.skipped if c == source), "not run")
+                    report.skipped.append((plan.cell, f"its init_from cell {source.label} did not finish here: {why}"))
+                waiting.clear()
                 break
-            for future in executor.wait(list(running), timeout=REPORT_EVERY_S):
+            if deadline is not None and time.time() >= deadline.timestamp():
+                logger.warning(f"the deadline ({deadline:%H:%M}) has come: stopping {len(running)} running "
+                               "cell(s) with a checkpoint; the same command resumes them")
+                for outcome in executor.stop(list(running)):
+                    logger.warning(f"{outcome.status}: {outcome.label} ({outcome.run_dir})")
+                for plan in running.values():
+                    report.skipped.append((plan.cell, "stopped at the deadline with a checkpoint; the same "
+                                                      "command resumes it"))
+                for plan in queue + waiting:
+                    report.skipped.append((plan.cell, "not started: the deadline has come"))
+                running.clear()
+                queue.clear()
+                waiting.clear()
+                break
+            wait_s = REPORT_EVERY_S if deadline is None else max(1.0, min(REPORT_EVERY_S,
+                                                                          deadline.timestamp() - time.time()))
+            for future in executor.wait(list(running), timeout=wait_s):
                 plan = running.pop(future)
                 outcome = executor.result(future)
                 if outcome.status == "finished":

@@ -70,11 +70,14 @@ def kind(plan: CellPlan) -> tuple | None:
     return plan.row.model, plan.cell.dataset, plan.row.protocol, tuple(sorted(settings.items()))
 
 
-def estimate(plans: list[CellPlan]) -> Estimate:
-    """Seconds still to spend on each cell this sweep would run (not done, not running elsewhere)."""
+def estimate(plans: list[CellPlan], known: list[CellPlan] | None = None) -> Estimate:
+    """Seconds still to spend on each cell this sweep would run (not done, not running elsewhere);
+    `known`: the plans of the whole sweep file when `plans` is a part of it (--rows, --seeds), so the
+    part learns from the finished cells outside it too."""
     done: dict[tuple[str, str], list[float]] = {}
     of_kind: dict[tuple, list[float]] = {}
-    for p in plans:
+    seen = {p.cell for p in plans}
+    for p in plans + [k for k in known or [] if k.cell not in seen]:
         timed = p.run_dir if p.status == DONE else p.redoes       # a run that does not count still took its time
         if timed is not None:
             seconds = finished_seconds(timed)

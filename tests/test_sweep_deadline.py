@@ -1,0 +1,136 @@
+"""`crsbench sweep --deadline`: a cell starts only if its estimate fits before the deadline (a shorter
+one after it still may), its dependents are reported with the reason, and at the deadline the running
+cells are stopped with a checkpoint (the executor's stop) and reported as resumable. The driver runs on
+a fake executor and a made-up plan, so nothing trains."""
+import json
+import time
+from datetime import datetime, timedelta
+from types import SimpleNamespace
+
+import pytest
+
+from crsbench.errors import ConfigError
+from crsbench.run_dir import RunDir
+from crsbench.sweep import driver
+from crsbench.sweep.deadline import parse_deadline
+from crsbench.sweep.executors import Outcome
+from crsbench.sweep.plan import DONE, TODO, WAIT, CellPlan
+from crsbench.sweep.spec import Cell, Row
+
+NOW = datetime(2026, 12, 2, 6, 30)
+SWEEP = SimpleNamespace(name="fake")
+
+
+def test_deadline_forms():
+    assert parse_deadline("+2h30m", NOW) == NOW + timedelta(hours=2, minutes=30)
+    assert parse_deadline("+90m", NOW) == NOW + timedelta(minutes=90)
+    assert parse_deadline("+45s", NOW) == NOW + timedelta(seconds=45)
+    assert parse_deadline("08:30", NOW) == datetime(2026, 12, 2, 8, 30)
+    assert parse_deadline("06:00", NOW) == datetime(2026, 12, 3, 6, 0)         # passed today: tomorrow
+    assert parse_deadline("2026-12-02T09:15", NOW) == datetime(2026, 12, 2, 9, 15)
+    for bad, message in (("+", "not a duration"), ("soon", "not a duration"), ("25:00", "not a time of day"),
+                         ("2026-12-01T09:00", "that time has passed")):
+        with pytest.raises(ConfigError, match=message) as err:
+            parse_deadline(bad, NOW)
+        assert "+2h30m" in err.value.hint
+
+
+class FakeExecutor:
+    """Each task 'runs' for the seconds its label names, then finishes; `stop` interrupts."""
+    name, capacity = "fake", 1
+
+    def __init__(self, lasts: dict[str, float]):
+        self.lasts, self.started, self.stopped = lasts, [], []
+
+    def submit(self, task):
+        self.started.append(task.label)
+        return (task.label, time.time() + self.lasts[task.label])
+
+    def wait(self, futures, timeout):
+        end = time.time() + timeout
+        while time.time() < end:
+            done = [f for f in futures if time.time() >= f[1]]
+            if done:
+                return done
+            time.sleep(0.01)
+        return []
+
+    def result(self, future):
+        return Outcome(future[0], "finished", run_dir=f"/nowhere/{future[0]}")
+
+    def stop(self, futures):
+        self.stopped += [f[0] for f in futures]
+        return [Outcome(f[0], "interrupted", run_dir=f"/nowhere/{f[0]}") for f in futures]
+
+    def close(self):
+        pass
+
+
+def _plans(tmp_path) -> list[CellPlan]:
+    """A finished 'long' cell (its recorded 3,600 s is the estimate of its second seed), then a short
+    one, a long seed to do, and a cell that starts from the long row's seed 2."""
+    done = RunDir(tmp_path / "long1")
+    done.path.mkdir()
+    done.metrics_file.write_text(json.dumps({"timings": {"total_s": 3600.0}}))
+    short = RunDir(tmp_path / "short1")
+    short.path.mkdir()
+    short.metrics_file.write_text(json.dumps({"timings": {"total_s": 1.0}}))
+    long_row, short_row = Row("long", "kgsf"), Row("short", "popularity")
+    after = Row("after", "kgsf", init_from="long")
+    config = {"run": {"output_dir": str(tmp_path)}}
+    return [CellPlan(Cell("long", "redial", 1), long_row, DONE, done.path),
+            CellPlan(Cell("short", "redial", 1), short_row, DONE, short.path),
+            CellPlan(Cell("long", "redial", 2), long_row, TODO, overrides=[], config=config),
+            CellPlan(Cell("short", "redial", 2), short_row, TODO, overrides=[], config=config),
+            CellPlan(Cell("after", "redial", 2), after, WAIT)]
+
+
+@pytest.fixture
+def planned(tmp_path, monkeypatch):
+    plans = _plans(tmp_path)
+
+    class FakePlanner:
+        def __init__(self, *args):
+            pass
+
+        def plan_all(self):
+            return list(plans)
+
+        def plan(self, cell, done):                  # the waiting cell, once its source has finished
+            return CellPlan(cell, plans[-1].row, TODO, overrides=[], config=plans[2].config)
+    monkeypatch.setattr(driver, "Planner", FakePlanner)
+    monkeypatch.setattr(driver, "record_finished", lambda run: None)
+    monkeypatch.setattr(driver, "_materialise", lambda outcome, root: root)
+    return plans
+
+
+def test_a_cell_that_does_not_fit_is_not_started_and_a_shorter_one_is(planned):
+    fake = FakeExecutor({"short / redial / seed 2": 0.2})
+    report = driver.run_sweep(SWEEP, fake, deadline=datetime.now() + timedelta(minutes=30))
+    assert fake.started == ["short / redial / seed 2"]
+    reasons = dict((c.label, why) for c, why in report.skipped)
+    assert reasons["long / redial / seed 2"].startswith("not started: needs ~1h00m, 30m left before the deadline")
+    assert reasons["after / redial / seed 2"] == ("its init_from cell long / redial / seed 2 did not finish here: "
+                                                  + reasons["long / redial / seed 2"])
+    assert [c.label for c in report.ran] == ["short / redial / seed 2"]
+
+
+def test_the_deadline_stops_the_running_cells(planned):
+    fake = FakeExecutor({"short / redial / seed 2": 600.0})      # estimated 1 s, but it takes 10 min
+    started = time.perf_counter()
+    report = driver.run_sweep(SWEEP, fake, deadline=datetime.now() + timedelta(seconds=3))
+    assert time.perf_counter() - started < 30                   # it did not wait for the cell's 600 s
+    assert fake.started == ["short / redial / seed 2"] and fake.stopped == ["short / redial / seed 2"]
+    reasons = dict((c.label, why) for c, why in report.skipped)
+    assert reasons["short / redial / seed 2"] == "stopped at the deadline with a checkpoint; the same command resumes it"
+    assert reasons["long / redial / seed 2"].startswith("not started: needs ~1h00m, 0m left")
+    assert reasons["after / redial / seed 2"].startswith("its init_from cell long / redial / seed 2 did not finish")
+    assert not report.ran
+
+
+def test_without_a_deadline_everything_starts(planned):
+    fake = FakeExecutor({"long / redial / seed 2": 0.1, "short / redial / seed 2": 0.1,
+                         "after / redial / seed 2": 0.1})
+    report = driver.run_sweep(SWEEP, fake)
+    assert not report.skipped and [c.label for c in report.ran] == [
+        "long / redial / seed 2", "short / redial / seed 2", "after / redial / seed 2"]
