@@ -79,16 +79,11 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         from crsbench.sweep.deadline import parse_deadline
         deadline = parse_deadline(args.deadline)
     if args.dry_run:
-        import time
-
         from crsbench.sweep.driver import describe_plan
-        from crsbench.sweep.estimate import duration
         from crsbench.sweep.plan import Planner
         known = Planner(whole, args.data_dir, args.same_build).plan_all() if whole is not sweep else None
-        print(describe_plan(Planner(sweep, args.data_dir, args.same_build).plan_all(), args.workers or 1, known))
-        if deadline is not None:
-            print(f"deadline {deadline:%Y-%m-%d %H:%M}, {duration(deadline.timestamp() - time.time())} from now: "
-                  "a cell starts only if its estimate fits before it")
+        print(describe_plan(Planner(sweep, args.data_dir, args.same_build).plan_all(), args.workers or 1, known,
+                            deadline))
         return 0
     if args.table:
         return _print_sweep_tables(sweep, args)

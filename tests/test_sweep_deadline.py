@@ -134,3 +134,29 @@ def test_without_a_deadline_everything_starts(planned):
     report = driver.run_sweep(SWEEP, fake)
     assert not report.skipped and [c.label for c in report.ran] == [
         "long / redial / seed 2", "short / redial / seed 2", "after / redial / seed 2"]
+
+
+def test_the_dry_run_schedule_follows_the_drivers_order():
+    """Two workers, a 2-hour window, in the driver's order: each cell starts when a worker is free and
+    only if its estimate fits; a waiting cell joins the queue when its source finishes; a cell without
+    an estimate runs until the deadline stops it; what is left at the deadline does not start."""
+    from crsbench.sweep.deadline import schedule
+    long_row, short_row, after = Row("long", "kgsf"), Row("short", "popularity"), Row("after", "kgsf", init_from="long")
+    cell = {f"{r}{s}": Cell(r, "redial", s) for r in ("long", "short", "after") for s in (2, 3)}
+    plans = [CellPlan(cell["long2"], long_row, TODO), CellPlan(cell["short2"], short_row, TODO),
+             CellPlan(cell["long3"], long_row, TODO), CellPlan(cell["after2"], after, WAIT),
+             CellPlan(cell["after3"], after, WAIT), CellPlan(cell["short3"], short_row, TODO)]
+    needs = {cell["long2"]: 3600.0, cell["short2"]: 600.0, cell["long3"]: 3600.0,
+             cell["after2"]: 3000.0, cell["after3"]: 3000.0}          # short3: no estimate
+    verdicts = schedule(plans, needs, workers=2, now=0.0, deadline=7200.0)
+    assert verdicts == {
+        cell["long2"]: ("finishes", 3600.0), cell["short2"]: ("finishes", 600.0),
+        cell["long3"]: ("finishes", 4200.0),            # on the worker short2 freed at 600 s
+        cell["short3"]: ("stopped", 7200.0),            # at 3600 s, before after2, which joins the queue then
+        cell["after2"]: ("finishes", 7200.0),           # at 4200 s: 3000 s fit exactly
+        cell["after3"]: ("not started", "the deadline has come")}
+    # with one worker, the long cells' dependents never fit, and say why
+    one = schedule(plans, needs, workers=1, now=0.0, deadline=7200.0)
+    assert one[cell["long2"]] == ("finishes", 3600.0) and one[cell["short2"]] == ("finishes", 4200.0)
+    assert one[cell["long3"]] == ("not started", "does not fit")
+    assert one[cell["after3"]] == ("not started", "its init_from cell does not finish")

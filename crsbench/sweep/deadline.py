@@ -41,3 +41,41 @@ def parse_deadline(text: str, now: datetime | None = None) -> datetime:
         raise ConfigError(f"--deadline {text!r}: that time has passed (now {now:%Y-%m-%d %H:%M})",
                           hint=f"use a later time, e.g. {_FORMS}")
     return when
+
+
+def schedule(plans: list, needs: dict, workers: int, now: float, deadline: float) -> dict:
+    """What the driver would do before the deadline, on its estimates: for each cell it would run,
+    ("finishes", time), ("stopped", time) for a cell without an estimate (the deadline stops it), or
+    ("not started", reason). Cells start in the driver's order (to resume, to do, then each waiting
+    cell once its source finishes), `workers` at a time, each only if its estimate fits."""
+    from crsbench.sweep.plan import RESUME, TODO, WAIT
+    from crsbench.sweep.spec import Cell
+    queue = [p for p in plans if p.status == RESUME] + [p for p in plans if p.status == TODO]
+    waiting = [p for p in plans if p.status == WAIT]
+    verdicts: dict = {}
+    running: list[tuple[float, object]] = []          # (finish time, cell)
+    t = now
+    while queue or running:
+        while queue and len(running) < workers:
+            plan = queue.pop(0)
+            need = needs.get(plan.cell)
+            if t >= deadline or (need is not None and t + need > deadline):
+                verdicts[plan.cell] = ("not started", "does not fit" if t < deadline else "the deadline has come")
+            elif need is None:
+                verdicts[plan.cell] = ("stopped", deadline)
+                running.append((deadline, plan.cell))
+            else:
+                verdicts[plan.cell] = ("finishes", t + need)
+                running.append((t + need, plan.cell))
+        if not running:
+            break
+        running.sort(key=lambda r: r[0])
+        t, cell = running.pop(0)
+        for plan in list(waiting):
+            if Cell(plan.row.init_from, plan.cell.dataset, plan.cell.seed) == cell:
+                waiting.remove(plan)
+                if verdicts[cell][0] == "finishes":
+                    queue.append(plan)
+    for plan in waiting:
+        verdicts[plan.cell] = ("not started", "its init_from cell does not finish")
+    return verdicts

@@ -21,6 +21,7 @@ from loguru import logger
 from crsbench.results.significance import RESAMPLES, SEED
 from crsbench.results.store import record_finished, results_db
 from crsbench.run_dir import RunDir
+from crsbench.sweep.deadline import schedule
 from crsbench.sweep.estimate import duration, estimate
 from crsbench.sweep.executors import Outcome, Task
 from crsbench.sweep.plan import DONE, RESUME, RUNNING, TODO, WAIT, CellPlan, Planner
@@ -44,11 +45,17 @@ class SweepReport:
     seconds: float = 0.0
 
 
-def describe_plan(plans: list[CellPlan], workers: int = 1, known: list[CellPlan] | None = None) -> str:
+def describe_plan(plans: list[CellPlan], workers: int = 1, known: list[CellPlan] | None = None,
+                  deadline: datetime | None = None) -> str:
     """The --dry-run listing: one line per cell with its status, the time it should still take
     (from its row's finished seeds, `estimate.py`; `known`: the whole file's plans when these are a
-    part of it) and its run dir; then the counts and the total."""
+    part of it) and its run dir; then the counts and the total. With a deadline, each cell to run
+    also says when it would finish, or that it would not start (`deadline.schedule`)."""
     guess = estimate(plans, known)
+    verdicts = {}
+    if deadline is not None:
+        needs = {plans[i].cell: seconds for i, seconds in guess.seconds.items()}
+        verdicts = schedule(plans, needs, workers, time.time(), deadline.timestamp())
     width = max(len(p.cell.label) for p in plans)
     lines = []
     for i, p in enumerate(plans):
@@ -59,6 +66,11 @@ def describe_plan(plans: list[CellPlan], workers: int = 1, known: list[CellPlan]
             where = f"  for {p.redo_reason}"
         mark = "≈" if i in guess.borrowed else "~"
         left = f"{mark}{duration(guess.seconds[i])}" if i in guess.seconds else ("?" if i in guess.unknown else "")
+        if p.cell in verdicts:
+            kind, what = verdicts[p.cell]
+            when = datetime.fromtimestamp(what).strftime("%H:%M") if kind != "not started" else what
+            where = {"finishes": f"  by {when}", "stopped": f"  stopped at {when}",
+                     "not started": f"  not before the deadline: {when}"}[kind] + where
         lines.append(f"{p.cell.label:<{width}}  {p.status:<6} {left:>7}{where}")
     counts = {s: sum(p.status == s for p in plans) for s in (DONE, RESUME, RUNNING, TODO, WAIT)}
     redo = sum(p.redoes is not None for p in plans if p.status == TODO)
@@ -77,6 +89,11 @@ def describe_plan(plans: list[CellPlan], workers: int = 1, known: list[CellPlan]
     if parts:
         lines.append("estimated compute still to spend: " + "; ".join(parts)
                      + "; from the finished cells' recorded times, on the machine that ran them")
+    if deadline is not None:
+        kinds = [kind for kind, _ in verdicts.values()]
+        lines.append(f"before the deadline ({deadline:%Y-%m-%d %H:%M}, {workers} worker(s)): "
+                     f"{kinds.count('finishes')} cell(s) finish, {kinds.count('stopped')} start without an estimate "
+                     f"and would be stopped, {kinds.count('not started')} do not start")
     return "\n".join(lines)
 
 
