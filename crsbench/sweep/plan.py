@@ -8,7 +8,7 @@ alive (another sweep or `crsbench run` has it: this sweep does not start it twic
 for the same dataset and seed waits for it. A dependent cell counts as done when it started from any
 counting run of its source cell; a new one starts from the newest such run that still has its weights
 (`model.pt`). When none has (runs restored from a records archive keep their results, not their
-weights), the source cell is trained again first: its seed's run repeats (tests/test_kill_resume.py).
+weights), the source cell is trained again first: its seed's run repeats (tests/test_init_from.py).
 
 With `same_build`, a run counts only if it started (and resumed) on the preprocessing build this code
 makes of the data (run.json's `data.content`): after a fix to preprocessing that kept the raw files,
@@ -128,6 +128,7 @@ class Planner:
         from crsbench.config.loader import resolve_config
         from crsbench.registry import get_dataset, get_model
         row = self.sweep.row(cell.row)
+        self._alive.pop(cell, None)
         source, accepted, source_cell = None, set(), None
         if row.init_from is not None:
             source_cell = Cell(row.init_from, cell.dataset, cell.seed)
