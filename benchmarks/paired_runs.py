@@ -2,7 +2,7 @@
 trained twice with one thing changed (word vectors, bfloat16), which `compare` would merge or keep apart
 by row, not pair.
 
-    python benchmarks/paired_runs.py RUN_A RUN_B [--split test] [--metrics gen/dist@2 ...] [--resamples 10000]
+    python benchmarks/paired_runs.py RUN_A RUN_B [--split test] [--metrics all/recall@50 gen/dist@2 ...] [--resamples 10000]
 
 Prints each metric of both runs and the two-sided p of the paired test crsbench's tables use
 (`crsbench.results.row_tests.compare_cell`: per-instance permutation for recall, approximate
@@ -13,7 +13,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-DEFAULT = ["gen/dist@2", "gen/dist@3", "gen/dist@4", "gen/item_ratio", "gen/item_share", "gen/bleu@2", "gen/ppl"]
+REC = ["all/recall@1", "all/recall@10", "all/recall@50", "cold_start/recall@50"]
+GEN = ["gen/dist@2", "gen/dist@3", "gen/dist@4", "gen/item_ratio", "gen/item_share", "gen/bleu@2", "gen/ppl"]
 
 
 def main() -> None:
@@ -21,7 +22,9 @@ def main() -> None:
     parser.add_argument("run_a")
     parser.add_argument("run_b")
     parser.add_argument("--split", default="test")
-    parser.add_argument("--metrics", nargs="+", default=DEFAULT)
+    parser.add_argument("--metrics", nargs="+",
+                        help="default: those of R@1/10/50 (all), cold-start R@50 and the generation metrics "
+                             "that both runs have")
     parser.add_argument("--resamples", type=int, default=10000)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -29,8 +32,10 @@ def main() -> None:
     from crsbench.results.row_tests import compare_cell
     from crsbench.run_dir import RunDir
     scores = [RunDir(Path(r)).read_metrics()["metrics"] for r in (args.run_a, args.run_b)]
+    columns = args.metrics or [c for c in REC + GEN
+                                if all(f"{args.split}/{c}" in s for s in scores)] or REC + GEN
     print(f"| metric | {args.run_a} | {args.run_b} | p (paired) |\n|---|---|---|---|")
-    for column in args.metrics:
+    for column in columns:
         key = f"{args.split}/{column}"
         if key not in scores[0] or key not in scores[1]:
             print(f"| {column} | {scores[0].get(key, '–')} | {scores[1].get(key, '–')} | not in both runs |")
