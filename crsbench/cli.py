@@ -179,9 +179,10 @@ def _cmd_runs(args: argparse.Namespace) -> int:
         return 0
     if args.unarchive:
         from crsbench.results.archive import unarchive_runs
-        done = unarchive_runs(args.unarchive, args.output_dir)
-        print(f"added {done['added']} run(s) to {args.output_dir} ({done['kept']} already there, kept); "
-              f"results.sqlite now indexes {done['indexed']}")
+        for archive in args.unarchive:                    # each one whole before the next
+            done = unarchive_runs(archive, args.output_dir)
+            print(f"{archive}: added {done['added']} run(s) to {args.output_dir} ({done['kept']} already there, "
+                  f"kept); results.sqlite now indexes {done['indexed']}")
         return 0
     if args.prune_checkpoints:
         from crsbench.results.prune import prune_checkpoints
@@ -404,8 +405,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="rebuild results.sqlite from the finished runs' directories")
     what.add_argument("--archive", metavar="FILE.tar.gz",
                       help="write the finished runs' records (no weights) into one file, to keep or move")
-    what.add_argument("--unarchive", metavar="FILE.tar.gz",
-                      help="add an archive's runs to --output-dir (existing runs kept) and reindex")
+    what.add_argument("--unarchive", metavar="FILE.tar.gz", nargs="+",
+                      help="add the runs of one or more archives to --output-dir (existing runs kept) and "
+                           "reindex, e.g. --unarchive docs/results/*.tar.gz")
     what.add_argument("--prune-checkpoints", action="store_true",
                       help="delete the checkpoints/ of finished runs (model.pt stays; unfinished runs keep "
                            "theirs, to resume); with --dry-run, only say what would go")

@@ -60,9 +60,11 @@ def test_records_move_to_a_new_runs_tree_and_give_the_same_table(trained, tmp_pa
     assert not any(n.endswith((".pt", "log.txt")) for n in names)
 
     fresh = tmp_path / "new_machine"
-    proc = cli("runs", "--output-dir", str(fresh), "--unarchive", str(out), env=env)
+    proc = cli("runs", "--output-dir", str(fresh), "--unarchive", str(out), str(out), env=env)
     assert proc.returncode == 0, proc.stderr
-    assert "added 4 run(s)" in proc.stdout and "indexes 4" in proc.stdout
+    first, second = proc.stdout.splitlines()                 # several archives in one call, each whole
+    assert f"{out}: added 4 run(s)" in first and "indexes 4" in first
+    assert "added 0 run(s)" in second and "(4 already there, kept)" in second
     assert _table(fresh) == _table(tmp / "runs")             # means, stds and paired markers alike
     assert "*" in _table(fresh)                              # context_repeat differs from popularity
 
