@@ -80,10 +80,12 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         deadline = parse_deadline(args.deadline)
     if args.dry_run:
         from crsbench.sweep.driver import describe_plan
+        from crsbench.sweep.executors import local_device_kind
         from crsbench.sweep.plan import Planner
         known = Planner(whole, args.data_dir, args.same_build).plan_all() if whole is not sweep else None
+        device = local_device_kind() if args.executor == "local" else None
         print(describe_plan(Planner(sweep, args.data_dir, args.same_build).plan_all(), args.workers or 1, known,
-                            deadline))
+                            deadline, device))
         return 0
     if args.table:
         return _print_sweep_tables(sweep, args)

@@ -80,3 +80,20 @@ def test_a_cell_that_redoes_another_builds_run_costs_what_that_run_cost(tmp_path
              CellPlan(Cell("kgsf", "redial", 2), None, DONE, other)]
     assert estimate(plans).seconds == {0: pytest.approx(930.0)}     # its own run, not the row's median
     assert "re-does " + str(old) + " (another preprocessing build)" in describe_plan(plans)
+
+
+def test_only_runs_on_the_same_kind_of_device_lend_their_times(tmp_path):
+    """A sweep on this CPU learns nothing from a row's GPU runs (a GPU's 4 minutes say nothing of the
+    CPU's hours), nor a GPU sweep from CPU runs; a run with no recorded device still counts."""
+    cpu, gpu, unknown = (_finished(tmp_path, n, [s]) for n, s in (("cpu", 3570.0), ("gpu", 210.0), ("old", 570.0)))
+    for run, device in ((cpu, "cpu"), (gpu, "cuda:0")):
+        RunDir(run).write_meta({"model": "kgsf", "dataset": "redial", "environment": {"device": device}})
+    plans = [CellPlan(Cell("kgsf", "redial", 1), None, DONE, cpu), CellPlan(Cell("kgsf", "redial", 2), None, DONE, gpu),
+             CellPlan(Cell("kgsf", "redial", 3), None, TODO)]
+    assert estimate(plans, device="cpu").seconds == {2: pytest.approx(3600.0)}
+    assert estimate(plans, device="cuda").seconds == {2: pytest.approx(240.0)}
+    assert estimate(plans).seconds == {2: pytest.approx(1920.0)}                     # the median of both
+    plans.append(CellPlan(Cell("kgsf", "redial", 4), None, DONE, unknown))
+    assert estimate(plans, device="cuda").seconds == {2: pytest.approx(420.0)}       # median of 240 and 600
+    assert describe_plan(plans, device="cpu").endswith("from the finished cells' recorded times on cpu, on the "
+                                                       "machine that ran them")

@@ -46,12 +46,13 @@ class SweepReport:
 
 
 def describe_plan(plans: list[CellPlan], workers: int = 1, known: list[CellPlan] | None = None,
-                  deadline: datetime | None = None) -> str:
+                  deadline: datetime | None = None, device: str | None = None) -> str:
     """The --dry-run listing: one line per cell with its status, the time it should still take
     (from its row's finished seeds, `estimate.py`; `known`: the whole file's plans when these are a
     part of it) and its run dir; then the counts and the total. With a deadline, each cell to run
-    also says when it would finish, or that it would not start (`deadline.schedule`)."""
-    guess = estimate(plans, known)
+    also says when it would finish, or that it would not start (`deadline.schedule`). `device`: the
+    kind the sweep would run on; only runs made on it lend their times."""
+    guess = estimate(plans, known, device)
     verdicts = {}
     if deadline is not None:
         needs = {plans[i].cell: seconds for i, seconds in guess.seconds.items()}
@@ -88,7 +89,8 @@ def describe_plan(plans: list[CellPlan], workers: int = 1, known: list[CellPlan]
         parts.append(f"{len(guess.unknown)} cell(s) unknown (no finished seed of their row or kind yet)")
     if parts:
         lines.append("estimated compute still to spend: " + "; ".join(parts)
-                     + "; from the finished cells' recorded times, on the machine that ran them")
+                     + "; from the finished cells' recorded times"
+                     + (f" on {device}" if device else "") + ", on the machine that ran them")
     if deadline is not None:
         kinds = [kind for kind, _ in verdicts.values()]
         lines.append(f"before the deadline ({deadline:%Y-%m-%d %H:%M}, {workers} worker(s)): "
@@ -141,7 +143,7 @@ def run_sweep(sweep: Sweep, executor, data_dir: str | None = None, same_build: b
     planner = Planner(sweep, data_dir, same_build)
     plans = planner.plan_all()
     known = Planner(whole, data_dir, same_build).plan_all() if whole is not None and deadline is not None else None
-    guess = estimate(plans, known)
+    guess = estimate(plans, known, getattr(executor, "device_kind", None))
     needs = {plans[i].cell: seconds for i, seconds in guess.seconds.items()}
     report = SweepReport(done=[p.cell for p in plans if p.status == DONE])
     finished: dict[Cell, Path] = {p.cell: p.run_dir for p in plans if p.status == DONE}

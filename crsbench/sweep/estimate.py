@@ -7,7 +7,8 @@ A cell that re-does a run of an older preprocessing build (`sweep --same-build`)
 cost. A row with no finished cell borrows, marked as such, the median of the finished cells of the sweep's
 rows of the same kind (model, dataset, protocol, tasks, training fraction and epoch settings: an ablation of KGSF's
 conversation stage costs about what KGSF's does); with none of those either, it has no estimate.
-The times are those of the machine the runs ran on.
+The times are those of the machine the runs ran on; given the kind of device the sweep will use
+(`cpu` or `cuda`), only runs made on that kind lend their times (a GPU's records say nothing of a CPU).
 """
 from __future__ import annotations
 
@@ -36,6 +37,18 @@ def finished_seconds(run_dir: Path) -> float | None:
         return float(timings["total_s"])
     return sum(float(s.get("seconds", 0.0)) for s in stages) + float(timings.get("data_s", 0.0)) \
         + float(timings.get("eval_s", 0.0))
+
+
+def made_on(run_dir: Path, device: str | None) -> bool:
+    """Whether a run ran on this kind of device (`cpu`, `cuda`); True without a device to match or a
+    record of the run's."""
+    if device is None:
+        return True
+    try:
+        recorded = str((RunDir(run_dir).read_meta().get("environment") or {}).get("device") or "")
+    except DataError:                       # no or unreadable run.json: the times still stand
+        return True
+    return not recorded or recorded.split(":")[0] == device
 
 
 def trained_seconds(run_dir: Path) -> float:
@@ -70,16 +83,16 @@ def kind(plan: CellPlan) -> tuple | None:
     return plan.row.model, plan.cell.dataset, plan.row.protocol, tuple(sorted(settings.items()))
 
 
-def estimate(plans: list[CellPlan], known: list[CellPlan] | None = None) -> Estimate:
+def estimate(plans: list[CellPlan], known: list[CellPlan] | None = None, device: str | None = None) -> Estimate:
     """Seconds still to spend on each cell this sweep would run (not done, not running elsewhere);
     `known`: the plans of the whole sweep file when `plans` is a part of it (--rows, --seeds), so the
-    part learns from the finished cells outside it too."""
+    part learns from the finished cells outside it too; `device`: learn only from runs on that kind."""
     done: dict[tuple[str, str], list[float]] = {}
     of_kind: dict[tuple, list[float]] = {}
     seen = {p.cell for p in plans}
     for p in plans + [k for k in known or [] if k.cell not in seen]:
         timed = p.run_dir if p.status == DONE else p.redoes       # a run that does not count still took its time
-        if timed is not None:
+        if timed is not None and made_on(timed, device):
             seconds = finished_seconds(timed)
             if seconds is not None:
                 done.setdefault((p.cell.row, p.cell.dataset), []).append(seconds)
@@ -89,7 +102,7 @@ def estimate(plans: list[CellPlan], known: list[CellPlan] | None = None) -> Esti
     for i, p in enumerate(plans):
         if p.status in (DONE, RUNNING):
             continue
-        if p.redoes is not None and (own := finished_seconds(p.redoes)) is not None:
+        if p.redoes is not None and made_on(p.redoes, device) and (own := finished_seconds(p.redoes)) is not None:
             out.seconds[i] = own
             continue
         known = done.get((p.cell.row, p.cell.dataset))

@@ -115,6 +115,7 @@ class LocalExecutor:
         self.threads = max(1, cpus // self.workers)
         self.runs_per_gpu = max(1, runs_per_gpu)
         self.free_slots = [g for g in range(_gpu_count()) for _ in range(self.runs_per_gpu)]
+        self.device_kind = "cuda" if self.free_slots else "cpu"     # whose recorded times estimate a cell
         self.data_dir = data_dir
 
     @property
@@ -253,6 +254,11 @@ class RayExecutor:
 
     def close(self) -> None:
         pass
+
+
+def local_device_kind() -> str:
+    """The kind of device a local sweep's runs would use here: `cuda` or `cpu`."""
+    return "cuda" if _gpu_count() else "cpu"
 
 
 def _gpu_count() -> int:
