@@ -31,7 +31,11 @@ def main() -> None:
     from crsbench.results.compare import Cell
     from crsbench.results.row_tests import compare_cell
     from crsbench.run_dir import RunDir
-    scores = [RunDir(Path(r)).read_metrics()["metrics"] for r in (args.run_a, args.run_b)]
+    scores = [RunDir(Path(r)).read_metrics().get("metrics") for r in (args.run_a, args.run_b)]
+    for run, found in zip((args.run_a, args.run_b), scores):
+        if not found:
+            raise SystemExit(f"{run}: no scores (no {RunDir.METRICS}); "
+                             "pass a finished run's directory, e.g. runs/redial/kgsf/<run>")
     columns = args.metrics or [c for c in REC + GEN
                                 if all(f"{args.split}/{c}" in s for s in scores)] or REC + GEN
     print(f"| metric | {args.run_a} | {args.run_b} | p (paired) |\n|---|---|---|---|")
