@@ -43,14 +43,21 @@ def parse_deadline(text: str, now: datetime | None = None) -> datetime:
     return when
 
 
+def fits(now: float, need: float | None, deadline: float) -> bool:
+    """Whether a cell may start at `now` (epoch seconds): before the deadline, with an estimate that
+    ends by it. A cell without an estimate may start; the deadline stops it if it comes first."""
+    return now < deadline and (need is None or now + need <= deadline)
+
+
 def schedule(plans: list, needs: dict, workers: int, now: float, deadline: float) -> dict:
     """What the driver would do before the deadline, on its estimates: for each cell it would run,
     ("finishes", time), ("stopped", time) for a cell without an estimate (the deadline stops it), or
     ("not started", reason). Cells start in the driver's order (to resume, to do, then each waiting
     cell once its source finishes), `workers` at a time, each only if its estimate fits."""
-    from crsbench.sweep.plan import RESUME, TODO, WAIT
+    from crsbench.sweep.driver import run_order          # the driver imports this module
+    from crsbench.sweep.plan import WAIT
     from crsbench.sweep.spec import Cell
-    queue = [p for p in plans if p.status == RESUME] + [p for p in plans if p.status == TODO]
+    queue = run_order(plans)
     waiting = [p for p in plans if p.status == WAIT]
     verdicts: dict = {}
     running: list[tuple[float, object]] = []          # (finish time, cell)
@@ -59,7 +66,7 @@ def schedule(plans: list, needs: dict, workers: int, now: float, deadline: float
         while queue and len(running) < workers:
             plan = queue.pop(0)
             need = needs.get(plan.cell)
-            if t >= deadline or (need is not None and t + need > deadline):
+            if not fits(t, need, deadline):
                 verdicts[plan.cell] = ("not started", "does not fit" if t < deadline else "the deadline has come")
             elif need is None:
                 verdicts[plan.cell] = ("stopped", deadline)

@@ -21,7 +21,7 @@ from loguru import logger
 from crsbench.results.significance import RESAMPLES, SEED
 from crsbench.results.store import record_finished, results_db
 from crsbench.run_dir import RunDir
-from crsbench.sweep.deadline import schedule
+from crsbench.sweep.deadline import fits, schedule
 from crsbench.sweep.estimate import duration, estimate
 from crsbench.sweep.executors import Outcome, Task
 from crsbench.sweep.plan import DONE, RESUME, RUNNING, TODO, WAIT, CellPlan, Planner
@@ -122,17 +122,15 @@ def _hms(seconds: float) -> str:
     return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
-def _fits(plan: CellPlan, need: float | None, deadline: datetime | None) -> str:
-    """Why a cell may not start before the deadline ('' when it may): its estimate is longer than
-    the time left. A cell without an estimate starts; the deadline stops it if it comes first."""
-    if deadline is None:
+def _refusal(need: float | None, deadline: datetime | None) -> str:
+    """Why a cell may not start now ('' when it may; `deadline.fits` decides)."""
+    now = time.time()
+    if deadline is None or fits(now, need, deadline.timestamp()):
         return ""
-    left = deadline.timestamp() - time.time()
+    left = deadline.timestamp() - now
     if left <= 0:
         return f"the deadline ({deadline:%Y-%m-%d %H:%M}) has come"
-    if need is not None and need > left:
-        return f"needs ~{duration(need)}, {duration(left)} left before the deadline ({deadline:%H:%M})"
-    return ""
+    return f"needs ~{duration(need)}, {duration(left)} left before the deadline ({deadline:%H:%M})"
 
 
 def run_sweep(sweep: Sweep, executor, data_dir: str | None = None, same_build: bool = False,
@@ -142,9 +140,11 @@ def run_sweep(sweep: Sweep, executor, data_dir: str | None = None, same_build: b
     returns what happened. `whole`: the full sweep file when `sweep` is a part of it (for estimates)."""
     planner = Planner(sweep, data_dir, same_build)
     plans = planner.plan_all()
-    known = Planner(whole, data_dir, same_build).plan_all() if whole is not None and deadline is not None else None
-    guess = estimate(plans, known, getattr(executor, "device_kind", None))
-    needs = {plans[i].cell: seconds for i, seconds in guess.seconds.items()}
+    needs: dict[Cell, float] = {}            # estimates, read only when a deadline needs them
+    if deadline is not None:
+        known = Planner(whole, data_dir, same_build).plan_all() if whole is not None else None
+        guess = estimate(plans, known, getattr(executor, "device_kind", None))
+        needs = {plans[i].cell: seconds for i, seconds in guess.seconds.items()}
     report = SweepReport(done=[p.cell for p in plans if p.status == DONE])
     finished: dict[Cell, Path] = {p.cell: p.run_dir for p in plans if p.status == DONE}
     queue = run_order(plans)
@@ -170,7 +170,7 @@ def run_sweep(sweep: Sweep, executor, data_dir: str | None = None, same_build: b
         while queue or waiting or running:
             while queue and len(running) < executor.capacity:
                 plan = queue.pop(0)
-                if why := _fits(plan, needs.get(plan.cell), deadline):
+                if why := _refusal(needs.get(plan.cell), deadline):
                     report.skipped.append((plan.cell, f"not started: {why}"))
                     logger.warning(f"not starting {plan.cell.label}: {why}")
                     continue
