@@ -220,7 +220,12 @@ def _run(run: RunDir, meta: dict, config: dict, model_name: str, dataset_name: s
     _check_same_data(meta, data, run, resuming)
     meta = run.update_meta(data=_data_record(run, meta, data, resuming))
     model = get_model(model_name)(config["model"], data.bundle).to(device)
-    start_weights(model, model_name, dataset_name, config)
+    if resuming and run.last_checkpoint.exists():
+        # the checkpoint holds every tensor, the source's frozen ones included: run.init_from is not
+        # read again, so a resumed run does not need its source run any more
+        logger.info(f"weights come from {run.last_checkpoint}; run.init_from is not read again")
+    else:
+        start_weights(model, model_name, dataset_name, config)
     t0 = time.perf_counter()
     summary = Trainer(model, data.instances, config, run, stop).fit(resume=resuming)
     train_s = time.perf_counter() - t0

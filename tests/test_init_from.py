@@ -218,3 +218,44 @@ def test_a_sweep_retrains_a_source_cell_whose_run_has_no_weights(setup, tmp_path
     same_seed = [RunDir(r).read_metrics() for r in (old_rec, new_rec)]
     scores = [{k: v for k, v in m["metrics"].items() if k.startswith("test/")} for m in same_seed]
     assert "test/all/recall@50" in scores[0] and scores[0] == scores[1]
+
+
+def test_an_interrupted_dependent_run_resumes_without_its_source(setup, tmp_path, monkeypatch):
+    """A conversation run stopped mid-epoch resumes from its own checkpoint, which holds the source's
+    frozen tensors too: it needs neither the source's directory nor its model.pt any more, and ends
+    with the weights of a run trained in one go."""
+    import signal
+    from crsbench.interrupt import RunInterrupted, StopRequest
+    from crsbench.models.kgsf.model import KGSF
+    data, common, rec = setup
+    source = tmp_path / "source"
+    shutil.copytree(rec.run_dir, source)
+    conv = common + ["run.tasks=[conv]", "stages.conv.epochs=2",
+                     f"run.init_from={source}"]
+    straight = run_experiment("kgsf", "redial", data_dir=str(data), seed=5, overrides=conv)
+    stop, calls, original = StopRequest(), {"n": 0}, KGSF.conv_loss
+
+    def signalled(self, batch):
+        calls["n"] += 1
+        if calls["n"] == 3:                             # epoch 1, step 3
+            stop._handle(signal.SIGTERM, None)
+        return original(self, batch)
+    monkeypatch.setattr(KGSF, "conv_loss", signalled)
+    with pytest.raises(RunInterrupted):
+        run_experiment("kgsf", "redial", data_dir=str(data), seed=5, overrides=conv, stop=stop)
+    monkeypatch.setattr(KGSF, "conv_loss", original)
+    stopped = _the_interrupted_run(straight.run_dir.parent)
+    shutil.rmtree(source)                               # moved, deleted, or on a machine that is gone
+    resumed = run_experiment(None, None, resume=stopped)
+    assert RunDir(stopped).read_meta()["status"] == "finished"
+    a, b = _weights(straight.run_dir), _weights(resumed.run_dir)
+    assert a.keys() == b.keys()
+    gaps = {k: (a[k].double() - b[k].double()).abs().max().item() for k in a if a[k].is_floating_point()}
+    assert max(gaps.values()) < 1e-4, max(gaps, key=gaps.get)
+    assert resumed.metrics["test/gen/ppl"] == pytest.approx(straight.metrics["test/gen/ppl"], rel=1e-4)
+
+
+def _the_interrupted_run(runs):
+    found = [p for p in runs.iterdir() if RunDir(p).read_meta().get("status") == "interrupted"]
+    assert len(found) == 1, found
+    return found[0]
