@@ -146,3 +146,37 @@ def test_compare_baseline_on_generation_outcomes_with_intervals(tmp_path):
     assert varied["gen/dist@2"].mean == pytest.approx(2.0) and low <= 2.0 <= high and high - low < 0.5
     assert varied["gen/bleu@2"].ci == (pytest.approx(0.1), pytest.approx(0.1))   # a constant mean
     assert table.row("dull").cells["gen/dist@2"].ci == (pytest.approx(2 / 200), pytest.approx(2 / 200))
+
+
+def test_a_one_seed_row_is_paired_with_the_baselines_run_of_the_same_seed(tmp_path):
+    """The baseline has seeds 1-3, the row only seed 2, which ranks exactly as the baseline's seed 2
+    does: paired seed with seed there is nothing to find (p = 1). Pooled over the baseline's seeds,
+    its seeds 1 and 3 (far worse) would make the row look better. The corpus test pairs by seed too,
+    and the table says which seeds the paired tests used."""
+    rng = np.random.default_rng(3)
+    store = ResultStore(tmp_path / "r.sqlite")
+    same = rng.integers(1, 60, size=300)
+    keys = np.array([f"c{i}|1" for i in range(300)])
+    replies = {1: [["i", "like", "it"]] * 300, 2: [[f"w{i}", f"v{i}"] for i in range(300)],
+               3: [["so", "good"]] * 300}
+    runs = [("base", s, np.where(s == 2, same, same + 100), replies[s]) for s in (1, 2, 3)]
+    runs.append(("row", 2, same, replies[2]))
+    for model, seed, ranks, responses in runs:
+        run_dir = tmp_path / f"{model}{seed}"
+        run_dir.mkdir()
+        scores = {"bleu@2": np.zeros(300), "items": np.zeros(300), "nll": np.full(300, 3.0),
+                  "tokens": np.full(300, 4.0)}
+        write_outcomes(run_dir / "outcomes_test.npz", Outcomes(_rec(ranks), GenOutcomes(keys, scores, responses)))
+        dist = sig.distinct_statistics([responses], 2)[0].value()
+        store.record_run(run_id=f"{model}{seed}", model=model, dataset="redial", tag="", seed=seed, config={},
+                         code_version="t", metrics={"test/all/recall@10": float(np.mean(ranks <= 10)),
+                                                    "test/gen/dist@2": dist},
+                         timings={}, run_dir=str(run_dir), status="finished", recorded_at=f"t{seed}",
+                         data_version="d", data_fingerprint="d")
+    table = compare(store, "redial", data_version="d")
+    add_significance(table, "base", resamples=500)
+    cells = table.row("row").cells
+    assert cells["all/recall@10"].paired_seeds == [2] and cells["all/recall@10"].p_paired == 1.0
+    assert cells["gen/dist@2"].p_paired == 1.0
+    assert cells["gen/dist@2"].mean > table.row("base").cells["gen/dist@2"].mean    # the unpaired means differ
+    assert "row: paired tests (*) on seed(s) 2 only, the seeds it shares with base." in table.notes

@@ -38,7 +38,9 @@ class Cell:
 
     values: list[float]
     runs: list[str]                    # run dir per value (same order)
-    p_paired: float | None = None      # against the baseline, over instances (seeds pooled)
+    seeds: list[int] = field(default_factory=list)   # seed per value (same order)
+    p_paired: float | None = None      # against the baseline, over instances, on the seeds both rows have
+    paired_seeds: list[int] | None = None   # the seeds that paired test used (None: all, unmatched)
     p_welch: float | None = None       # against the baseline, over seeds
     ci: tuple[float, float] | None = None   # 95 % bootstrap interval (corpus-level metrics)
 
@@ -118,7 +120,7 @@ class ComparisonTable:
         notes = list(self.notes)
         if self.baseline is not None:
             notes.append(f"{PAIRED_MARK}: differs from {self.baseline.label} at p < {ALPHA} (two-sided paired test over "
-                         f"the instances both scored, seeds pooled); {WELCH_MARK}: Welch's t-test over seeds "
+                         f"the instances both scored, on the seeds both rows have); {WELCH_MARK}: Welch's t-test over seeds "
                          f"p < {ALPHA}. p-values in --csv.")
         return "\n".join(lines + [f"\n{n}" if i == 0 else n for i, n in enumerate(notes)])
 
@@ -185,7 +187,7 @@ def compare(store: ResultStore, dataset: str, split: str = "test", metrics: Sequ
     rows: dict[tuple, Row] = {}
     columns: set[str] = set()
     prefix = f"{split}/"
-    for (model, tag, protocol, data, _seed), found in latest.items():
+    for (model, tag, protocol, data, seed), found in latest.items():
         row = rows.setdefault((model, tag, protocol, data), Row(model, tag, protocol, data, 0))
         row.seeds += 1
         for name, (value, run_dir, _) in found.items():
@@ -196,6 +198,7 @@ def compare(store: ResultStore, dataset: str, split: str = "test", metrics: Sequ
                 cell = row.cells.setdefault(column, Cell([], []))
                 cell.values.append(value)
                 cell.runs.append(run_dir)
+                cell.seeds.append(seed)
                 columns.add(column)
     table = ComparisonTable(dataset, split, sorted(columns, key=_column_key),
                             [rows[k] for k in sorted(rows)])

@@ -1,10 +1,14 @@
 """Significance of each row of a comparison table against a baseline row, from the runs' stored
 per-instance outcomes (crsbench/results/outcomes.py); the tests are in significance.py.
 
-For a metric that is a mean over instances, each row's per-instance outcome is averaged over its
-seeds (the runs that gave the cell), and the two rows are paired on the instances both scored
-(by conversation, turn and target). Corpus-level metrics are paired by response and tested by
-approximate randomisation (responses swapped between the rows), a row's seeds averaged. Welch's t-test compares the per-seed values.
+The paired tests use the seeds both rows have (all of them when the rows share none): a one-seed
+row is paired with the baseline's run of the same seed, as `benchmarks/paired_runs.py` pairs two
+runs, and a conversation cell with the baseline cell that started from the same recommender seed.
+For a metric that is a mean over instances, each row's per-instance outcome is averaged over those
+seeds, and the two rows are paired on the instances both scored (by conversation, turn and target).
+Corpus-level metrics are paired by response and tested by approximate randomisation (responses
+swapped between the rows), seed with seed, and averaged. Welch's t-test compares all the per-seed
+values.
 """
 from __future__ import annotations
 
@@ -100,6 +104,17 @@ def _gen_keys(runs: list[str], split: str) -> set[str]:
     return set.intersection(*keys) if keys else set()
 
 
+def matched_runs(cell: Cell, base: Cell) -> tuple[list[str], list[str], list[int] | None]:
+    """The two cells' runs of the seeds both have, in seed order, and those seeds; all runs (in
+    the order recorded) and None when the cells share no seed or do not know their seeds."""
+    known = len(cell.seeds) == len(cell.runs) and len(base.seeds) == len(base.runs)
+    common = sorted(set(cell.seeds) & set(base.seeds)) if known else []
+    if not common:
+        return cell.runs, base.runs, None
+    mine, theirs = dict(zip(cell.seeds, cell.runs)), dict(zip(base.seeds, base.runs))
+    return [mine[s] for s in common], [theirs[s] for s in common], common
+
+
 def compare_cell(column: str, cell: Cell, base: Cell, split: str, resamples: int, seed: int) -> None:
     """Fill `cell`'s p-values against `base` (same column of the baseline row)."""
     spec = metric(column)
@@ -108,16 +123,17 @@ def compare_cell(column: str, cell: Cell, base: Cell, split: str, resamples: int
     cell.p_welch = sig.welch_test(cell.values, base.values)
     if math.isnan(cell.p_welch):
         cell.p_welch = None
+    runs, base_runs, cell.paired_seeds = matched_runs(cell, base)
     if spec.level == "instance":
-        mine, theirs = per_instance(column, cell.runs, split), per_instance(column, base.runs, split)
+        mine, theirs = per_instance(column, runs, split), per_instance(column, base_runs, split)
         keys = sorted(set(mine) & set(theirs))
         if keys:
             cell.p_paired = sig.paired_permutation_test(np.array([mine[k] for k in keys]),
                                                         np.array([theirs[k] for k in keys]), resamples, seed)
         return
-    keys = sorted(_gen_keys(cell.runs, split) & _gen_keys(base.runs, split))
+    keys = sorted(_gen_keys(runs, split) & _gen_keys(base_runs, split))
     if keys:
-        mine, theirs = _corpus(column, [cell.runs, base.runs], split, keys)
+        mine, theirs = _corpus(column, [runs, base_runs], split, keys)
         cell.p_paired = sig.paired_randomization_test(mine, theirs, resamples, seed)
 
 
@@ -170,3 +186,17 @@ def add_significance(table: ComparisonTable, baseline: str, resamples: int = sig
                     compare_cell(column, cell, base.cells[column], table.split, resamples, seed)
                 except DataError as exc:
                     logger.warning(f"no test for {row.label} {column}: {exc.message}")
+    table.notes.extend(_fewer_paired_seeds(table, base))
+
+
+def _fewer_paired_seeds(table: ComparisonTable, base: Row) -> list[str]:
+    """A note per row whose paired tests used fewer seeds than the row or the baseline has."""
+    notes = []
+    for row in table.rows:
+        used = {tuple(c.paired_seeds) for c in row.cells.values() if c.paired_seeds is not None}
+        for seeds in sorted(used):
+            if len(seeds) < max(row.seeds, base.seeds):
+                shown = ", ".join(map(str, seeds))
+                notes.append(f"{row.label}: paired tests (*) on seed(s) {shown} only, the seeds it shares with "
+                             f"{base.label}.")
+    return notes
