@@ -75,6 +75,9 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     if args.rows or args.seeds:
         sweep = narrow(sweep, args.rows, args.seeds)
     deadline = None
+    if args.fill and not args.deadline:
+        raise ConfigError("--fill needs --deadline: it fills the time left before the deadline",
+                          hint="add --deadline WHEN, e.g. --deadline +2h30m")
     if args.deadline:
         from crsbench.sweep.deadline import parse_deadline
         deadline = parse_deadline(args.deadline)
@@ -85,7 +88,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         known = Planner(whole, args.data_dir, args.same_build).plan_all() if whole is not sweep else None
         device = local_device_kind() if args.executor == "local" else None
         print(describe_plan(Planner(sweep, args.data_dir, args.same_build).plan_all(), args.workers or 1, known,
-                            deadline, device))
+                            deadline, device, args.fill))
         return 0
     if args.table:
         return _print_sweep_tables(sweep, args)
@@ -99,7 +102,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         from crsbench.sweep.executors import LocalExecutor
         executor = LocalExecutor(args.workers or 1, args.runs_per_gpu, args.data_dir)
     report = run_sweep(sweep, executor, args.data_dir, args.same_build, deadline,
-                       whole if whole is not sweep else None)
+                       whole if whole is not sweep else None, args.fill)
     print(sweep_table(sweep, args.data_dir))
     for cell, error in report.failed + report.skipped:
         print(f"not done: {cell.label}: {error.splitlines()[0]}", file=sys.stderr)
@@ -370,6 +373,11 @@ def build_parser() -> argparse.ArgumentParser:
                           "--dry-run prints it) fits before WHEN, and at WHEN stop the running cells with a "
                           "checkpoint (the same command resumes them). WHEN: +2h30m, +90m, 08:30 or "
                           "2026-12-02T08:30 (local time)")
+    swp.add_argument("--fill", action="store_true",
+                     help="with --deadline, on a machine whose runs/ is kept for the next allocation (a SLURM "
+                          "job's shared disk, a kept VM): a worker that would stay idle starts a cell that does "
+                          "not fit, and the deadline stops it with a checkpoint; the next sweep resumes it, "
+                          "charged only what is left")
     swp.set_defaults(func=_cmd_sweep)
 
     plot = sub.add_parser("plot", help="the paper's figures from the stored results: mim-curve (Figure 2), "

@@ -160,3 +160,46 @@ def test_the_dry_run_schedule_follows_the_drivers_order():
     assert one[cell["long2"]] == ("finishes", 3600.0) and one[cell["short2"]] == ("finishes", 4200.0)
     assert one[cell["long3"]] == ("not started", "does not fit")
     assert one[cell["after3"]] == ("not started", "its init_from cell does not finish")
+
+
+def test_fill_starts_a_cell_that_does_not_fit_on_an_idle_worker_and_the_deadline_stops_it(planned, monkeypatch):
+    """--fill: the short cell fits and runs first; then the worker would stay idle, so the long cell
+    (needs 1 h) starts and is stopped at the deadline with its checkpoint, resumable; its dependent
+    does not start. Without --fill the long cell does not start at all (above). (The least time left
+    worth filling, 5 min, is 1 s here.)"""
+    monkeypatch.setattr("crsbench.sweep.deadline.FILL_MIN_S", 1.0)
+    fake = FakeExecutor({"short / redial / seed 2": 0.2, "long / redial / seed 2": 600.0})
+    started = time.perf_counter()
+    report = driver.run_sweep(SWEEP, fake, deadline=datetime.now() + timedelta(seconds=3), fill=True)
+    assert time.perf_counter() - started < 30
+    assert fake.started == ["short / redial / seed 2", "long / redial / seed 2"]
+    assert fake.stopped == ["long / redial / seed 2"]
+    reasons = dict((c.label, why) for c, why in report.skipped)
+    assert reasons["long / redial / seed 2"] == "stopped at the deadline with a checkpoint; the same command resumes it"
+    assert reasons["after / redial / seed 2"] == "not started: the deadline has come"
+    assert [c.label for c in report.ran] == ["short / redial / seed 2"]
+
+
+def test_fill_leaves_too_short_a_time_alone(planned):
+    fake = FakeExecutor({"short / redial / seed 2": 0.2})
+    report = driver.run_sweep(SWEEP, fake, deadline=datetime.now() + timedelta(minutes=4), fill=True)
+    assert fake.started == ["short / redial / seed 2"]
+    reasons = dict((c.label, why) for c, why in report.skipped)
+    assert reasons["long / redial / seed 2"].startswith("not started: needs ~1h00m, ")
+    assert reasons["long / redial / seed 2"].endswith("under 5m left to fill")
+
+
+def test_the_dry_run_schedule_fills_idle_workers():
+    """With fill, a cell that does not fit starts on a worker that would stay idle, after the cells
+    that fit; its dependents do not start; with under 5 minutes left nothing fills."""
+    from crsbench.sweep.deadline import schedule
+    long_row, short_row, after = Row("long", "kgsf"), Row("short", "popularity"), Row("after", "kgsf", init_from="long")
+    long2, short2, after2 = Cell("long", "redial", 2), Cell("short", "redial", 2), Cell("after", "redial", 2)
+    plans = [CellPlan(long2, long_row, TODO), CellPlan(short2, short_row, TODO), CellPlan(after2, after, WAIT)]
+    needs = {long2: 3600.0, short2: 600.0, after2: 600.0}
+    assert schedule(plans, needs, workers=1, now=0.0, deadline=1800.0, fill=True) == {
+        short2: ("finishes", 600.0), long2: ("filled", 1800.0),
+        after2: ("not started", "its init_from cell does not finish")}
+    assert schedule(plans, needs, workers=1, now=0.0, deadline=1800.0)[long2] == ("not started", "does not fit")
+    assert schedule(plans, needs, workers=1, now=0.0, deadline=800.0, fill=True)[long2] == (
+        "not started", "does not fit")                          # 200 s left after the short cell

@@ -1,7 +1,11 @@
 """`crsbench sweep --deadline WHEN`: for a machine lent for a fixed time (a SLURM job's limit, a spot
 instance, a working session), start a cell only if its estimated time (`estimate.py`) fits before
 WHEN, and stop what still runs when WHEN comes, each run writing its checkpoint, so the same command
-resumes it on the next allocation instead of the machine's end killing it between checkpoints."""
+resumes it on the next allocation instead of the machine's end killing it between checkpoints.
+
+With `--fill` (for a machine whose disk outlives the allocation: a SLURM job, a kept VM), a worker
+that would otherwise stay idle starts a cell that does not fit, and the deadline stops it with its
+checkpoint: the next allocation's sweep resumes it, charged only what is left."""
 from __future__ import annotations
 
 import re
@@ -49,11 +53,21 @@ def fits(now: float, need: float | None, deadline: float) -> bool:
     return now < deadline and (need is None or now + need <= deadline)
 
 
-def schedule(plans: list, needs: dict, workers: int, now: float, deadline: float) -> dict:
+FILL_MIN_S = 300.0      # --fill starts nothing with less time left: loading and a checkpoint would eat it
+
+
+def may_fill(now: float, deadline: float) -> bool:
+    """Whether --fill may still start a cell that does not fit (enough time left to train some of it)."""
+    return deadline - now >= FILL_MIN_S
+
+
+def schedule(plans: list, needs: dict, workers: int, now: float, deadline: float, fill: bool = False) -> dict:
     """What the driver would do before the deadline, on its estimates: for each cell it would run,
-    ("finishes", time), ("stopped", time) for a cell without an estimate (the deadline stops it), or
-    ("not started", reason). Cells start in the driver's order (to resume, to do, then each waiting
-    cell once its source finishes), `workers` at a time, each only if its estimate fits."""
+    ("finishes", time), ("stopped", time) for a cell without an estimate (the deadline stops it),
+    ("filled", time) for one that does not fit but fills an idle worker (`fill`) until the deadline
+    stops it, or ("not started", reason). Cells start in the driver's order (to resume, to do, then
+    each waiting cell once its source finishes), `workers` at a time, each only if its estimate fits;
+    with `fill`, the cells that do not fit start, in that order, on workers left idle."""
     from crsbench.sweep.driver import run_order          # the driver imports this module
     from crsbench.sweep.plan import WAIT
     from crsbench.sweep.spec import Cell
@@ -61,12 +75,16 @@ def schedule(plans: list, needs: dict, workers: int, now: float, deadline: float
     waiting = [p for p in plans if p.status == WAIT]
     verdicts: dict = {}
     running: list[tuple[float, object]] = []          # (finish time, cell)
+    deferred: list = []                               # --fill: cells that do not fit, for idle workers
     t = now
-    while queue or running:
+    while queue or running or deferred:
         while queue and len(running) < workers:
             plan = queue.pop(0)
             need = needs.get(plan.cell)
             if not fits(t, need, deadline):
+                if fill and t < deadline:
+                    deferred.append(plan)
+                    continue
                 verdicts[plan.cell] = ("not started", "does not fit" if t < deadline else "the deadline has come")
             elif need is None:
                 verdicts[plan.cell] = ("stopped", deadline)
@@ -74,6 +92,10 @@ def schedule(plans: list, needs: dict, workers: int, now: float, deadline: float
             else:
                 verdicts[plan.cell] = ("finishes", t + need)
                 running.append((t + need, plan.cell))
+        while deferred and not queue and len(running) < workers and may_fill(t, deadline):
+            plan = deferred.pop(0)
+            verdicts[plan.cell] = ("filled", deadline)
+            running.append((deadline, plan.cell))
         if not running:
             break
         running.sort(key=lambda r: r[0])
@@ -83,6 +105,10 @@ def schedule(plans: list, needs: dict, workers: int, now: float, deadline: float
                 waiting.remove(plan)
                 if verdicts[cell][0] == "finishes":
                     queue.append(plan)
+                else:                                 # stopped at the deadline
+                    verdicts[plan.cell] = ("not started", "its init_from cell does not finish")
+    for plan in deferred:
+        verdicts[plan.cell] = ("not started", "does not fit")
     for plan in waiting:
         verdicts[plan.cell] = ("not started", "its init_from cell does not finish")
     return verdicts

@@ -21,7 +21,8 @@ from loguru import logger
 from crsbench.results.significance import RESAMPLES, SEED
 from crsbench.results.store import record_finished, results_db
 from crsbench.run_dir import RunDir
-from crsbench.sweep.deadline import fits, schedule
+from crsbench.sweep import deadline as window
+from crsbench.sweep.deadline import fits, may_fill, schedule
 from crsbench.sweep.estimate import duration, estimate
 from crsbench.sweep.executors import Outcome, Task
 from crsbench.sweep.plan import DONE, RESUME, RUNNING, TODO, WAIT, CellPlan, Planner
@@ -46,17 +47,17 @@ class SweepReport:
 
 
 def describe_plan(plans: list[CellPlan], workers: int = 1, known: list[CellPlan] | None = None,
-                  deadline: datetime | None = None, device: str | None = None) -> str:
+                  deadline: datetime | None = None, device: str | None = None, fill: bool = False) -> str:
     """The --dry-run listing: one line per cell with its status, the time it should still take
     (from its row's finished seeds, `estimate.py`; `known`: the whole file's plans when these are a
     part of it) and its run dir; then the counts and the total. With a deadline, each cell to run
     also says when it would finish, or that it would not start (`deadline.schedule`). `device`: the
-    kind the sweep would run on; only runs made on it lend their times."""
+    kind the sweep would run on; only runs made on it lend their times. `fill`: as `run_sweep`'s."""
     guess = estimate(plans, known, device)
     verdicts = {}
     if deadline is not None:
         needs = {plans[i].cell: seconds for i, seconds in guess.seconds.items()}
-        verdicts = schedule(plans, needs, workers, time.time(), deadline.timestamp())
+        verdicts = schedule(plans, needs, workers, time.time(), deadline.timestamp(), fill)
     width = max(len(p.cell.label) for p in plans)
     lines = []
     for i, p in enumerate(plans):
@@ -71,6 +72,7 @@ def describe_plan(plans: list[CellPlan], workers: int = 1, known: list[CellPlan]
             kind, what = verdicts[p.cell]
             when = datetime.fromtimestamp(what).strftime("%H:%M") if kind != "not started" else what
             where = {"finishes": f"  by {when}", "stopped": f"  stopped at {when}",
+                     "filled": f"  fills the time left, stopped at {when} (resumable)",
                      "not started": f"  not before the deadline: {when}"}[kind] + where
         lines.append(f"{p.cell.label:<{width}}  {p.status:<6} {left:>7}{where}")
     counts = {s: sum(p.status == s for p in plans) for s in (DONE, RESUME, RUNNING, TODO, WAIT)}
@@ -95,7 +97,9 @@ def describe_plan(plans: list[CellPlan], workers: int = 1, known: list[CellPlan]
         kinds = [kind for kind, _ in verdicts.values()]
         lines.append(f"before the deadline ({deadline:%Y-%m-%d %H:%M}, {workers} worker(s)): "
                      f"{kinds.count('finishes')} cell(s) finish, {kinds.count('stopped')} start without an estimate "
-                     f"and would be stopped, {kinds.count('not started')} do not start")
+                     f"and would be stopped, "
+                     + (f"{kinds.count('filled')} start to fill idle time and would be stopped, " if fill else "")
+                     + f"{kinds.count('not started')} do not start")
     return "\n".join(lines)
 
 
@@ -134,10 +138,12 @@ def _refusal(need: float | None, deadline: datetime | None) -> str:
 
 
 def run_sweep(sweep: Sweep, executor, data_dir: str | None = None, same_build: bool = False,
-              deadline: datetime | None = None, whole: Sweep | None = None) -> SweepReport:
+              deadline: datetime | None = None, whole: Sweep | None = None, fill: bool = False) -> SweepReport:
     """Run every cell that is not done (with `same_build`, not done on this code's preprocessing
     build), starting only what fits before `deadline` and stopping what runs when it comes;
-    returns what happened. `whole`: the full sweep file when `sweep` is a part of it (for estimates)."""
+    returns what happened. `whole`: the full sweep file when `sweep` is a part of it (for estimates).
+    `fill`: a worker left idle starts a cell that does not fit (in run order), and the deadline stops
+    it with a checkpoint, for the next sweep to resume (for a machine whose disk is kept)."""
     planner = Planner(sweep, data_dir, same_build)
     plans = planner.plan_all()
     needs: dict[Cell, float] = {}            # estimates, read only when a deadline needs them
@@ -149,6 +155,7 @@ def run_sweep(sweep: Sweep, executor, data_dir: str | None = None, same_build: b
     finished: dict[Cell, Path] = {p.cell: p.run_dir for p in plans if p.status == DONE}
     queue = run_order(plans)
     waiting = [p for p in plans if p.status == WAIT]
+    deferred: list[CellPlan] = []           # --fill: cells that do not fit, for workers left idle
     for p in plans:
         if p.status == RUNNING:
             report.skipped.append((p.cell, f"running in another process ({p.run_dir})"))
@@ -164,21 +171,36 @@ def run_sweep(sweep: Sweep, executor, data_dir: str | None = None, same_build: b
     def summary() -> str:
         return (f"[{_hms(time.perf_counter() - started)}] {len(report.done)}/{total} done, {len(running)} running, "
                 f"{len(report.failed) + len(report.skipped)} failed or skipped, "
-                f"{len(queue) + len(waiting)} to do")
+                f"{len(queue) + len(waiting) + len(deferred)} to do")
+
+    def start(plan: CellPlan, why: str = "") -> None:
+        running[executor.submit(_task(plan, data_dir))] = plan
+        verb = "resuming" if plan.status == RESUME else "starting"
+        logger.info(f"{verb} {plan.cell.label}" + (f" ({plan.run_dir})" if plan.run_dir else "")
+                    + (f", again: {plan.redoes} does not count ({plan.redo_reason})" if plan.redoes else "")
+                    + (f", to fill the time left ({why}): the deadline will stop it with a checkpoint"
+                       if why else ""))
 
     try:
-        while queue or waiting or running:
+        while queue or waiting or running or deferred:
             while queue and len(running) < executor.capacity:
                 plan = queue.pop(0)
                 if why := _refusal(needs.get(plan.cell), deadline):
+                    if fill and time.time() < deadline.timestamp():
+                        deferred.append((plan, why))
+                        continue
                     report.skipped.append((plan.cell, f"not started: {why}"))
                     logger.warning(f"not starting {plan.cell.label}: {why}")
                     continue
-                running[executor.submit(_task(plan, data_dir))] = plan
-                verb = "resuming" if plan.status == RESUME else "starting"
-                logger.info(f"{verb} {plan.cell.label}" + (f" ({plan.run_dir})" if plan.run_dir else "")
-                            + (f", again: {plan.redoes} does not count ({plan.redo_reason})"
-                               if plan.redoes else ""))
+                start(plan)
+            while deferred and not queue and len(running) < executor.capacity:
+                plan, why = deferred.pop(0)
+                if may_fill(time.time(), deadline.timestamp()):
+                    start(plan, why)
+                else:
+                    report.skipped.append((plan.cell, f"not started: {why}; under {duration(window.FILL_MIN_S)} left "
+                                                      "to fill"))
+                    logger.warning(f"not starting {plan.cell.label}: {why}")
             if not running:                      # what still waits has a source that will not run here
                 for plan in waiting:
                     source = Cell(plan.row.init_from, plan.cell.dataset, plan.cell.seed)
@@ -194,11 +216,12 @@ def run_sweep(sweep: Sweep, executor, data_dir: str | None = None, same_build: b
                 for plan in running.values():
                     report.skipped.append((plan.cell, "stopped at the deadline with a checkpoint; the same "
                                                       "command resumes it"))
-                for plan in queue + waiting:
+                for plan in queue + waiting + [p for p, _ in deferred]:
                     report.skipped.append((plan.cell, "not started: the deadline has come"))
                 running.clear()
                 queue.clear()
                 waiting.clear()
+                deferred.clear()
                 break
             wait_s = REPORT_EVERY_S if deadline is None else max(1.0, min(REPORT_EVERY_S,
                                                                           deadline.timestamp() - time.time()))
