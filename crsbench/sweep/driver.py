@@ -137,6 +137,13 @@ def _refusal(need: float | None, deadline: datetime | None) -> str:
     return f"needs ~{duration(need)}, {duration(left)} left before the deadline ({deadline:%H:%M})"
 
 
+def _stop(executor, running: dict, why: str) -> None:
+    """Stop the running cells with a checkpoint each (Ctrl-C, SIGTERM or the deadline), saying why."""
+    logger.warning(why)
+    for outcome in executor.stop(list(running)):
+        logger.warning(f"{outcome.status}: {outcome.label} ({outcome.run_dir})")
+
+
 def run_sweep(sweep: Sweep, executor, data_dir: str | None = None, same_build: bool = False,
               deadline: datetime | None = None, whole: Sweep | None = None, fill: bool = False) -> SweepReport:
     """Run every cell that is not done (with `same_build`, not done on this code's preprocessing
@@ -209,10 +216,8 @@ def run_sweep(sweep: Sweep, executor, data_dir: str | None = None, same_build: b
                 waiting.clear()
                 break
             if deadline is not None and time.time() >= deadline.timestamp():
-                logger.warning(f"the deadline ({deadline:%H:%M}) has come: stopping {len(running)} running "
-                               "cell(s) with a checkpoint; the same command resumes them")
-                for outcome in executor.stop(list(running)):
-                    logger.warning(f"{outcome.status}: {outcome.label} ({outcome.run_dir})")
+                _stop(executor, running, f"the deadline ({deadline:%H:%M}) has come: stopping {len(running)} "
+                                         "running cell(s) with a checkpoint; the same command resumes them")
                 for plan in running.values():
                     report.skipped.append((plan.cell, "stopped at the deadline with a checkpoint; the same "
                                                       "command resumes it"))
@@ -261,10 +266,8 @@ def run_sweep(sweep: Sweep, executor, data_dir: str | None = None, same_build: b
                 logger.info(summary())
                 last_report = time.perf_counter()
     except KeyboardInterrupt:
-        logger.warning(f"sweep interrupted: stopping {len(running)} running cell(s); run the same command "
-                       "again to resume them and skip the finished ones")
-        for outcome in executor.stop(list(running)):
-            logger.warning(f"{outcome.status}: {outcome.label} ({outcome.run_dir})")
+        _stop(executor, running, f"sweep interrupted: stopping {len(running)} running cell(s); run the same "
+                                 "command again to resume them and skip the finished ones")
         raise
     finally:
         executor.close()
