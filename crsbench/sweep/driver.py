@@ -162,7 +162,7 @@ def run_sweep(sweep: Sweep, executor, data_dir: str | None = None, same_build: b
     finished: dict[Cell, Path] = {p.cell: p.run_dir for p in plans if p.status == DONE}
     queue = run_order(plans)
     waiting = [p for p in plans if p.status == WAIT]
-    deferred: list[CellPlan] = []           # --fill: cells that do not fit, for workers left idle
+    deferred: list[tuple[CellPlan, str]] = []    # --fill: cells that do not fit (and why), for idle workers
     for p in plans:
         if p.status == RUNNING:
             report.skipped.append((p.cell, f"running in another process ({p.run_dir})"))
