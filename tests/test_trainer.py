@@ -298,3 +298,23 @@ def test_cpu_bf16_runs_the_steps_in_bfloat16_and_keeps_float32_weights(tiny_bund
         assert first_a != first_b and first_a == pytest.approx(first_b, rel=0.05), a["stage"]
     batch = fast.collate(build_instances(tiny_bundle)["test"].samples[:2], "conv")
     assert len(fast.generate(batch, max_length=4)) == 2
+
+
+def test_run_json_says_which_stage_is_training_from_its_first_step(tiny_bundle, tmp_path):
+    """`crsbench runs` reads run.json's progress: it names the stage from its start, not only after
+    the first checkpoint or epoch (a conversation epoch on ReDial takes 15 minutes on the CPU)."""
+    import json
+    from crsbench.run_dir import RunDir
+    run = RunDir(tmp_path / "run")
+    run.path.mkdir()
+    run.write_meta({"status": "running", "model": "kgsf", "dataset": "tiny"})
+    config = _config("stages.pretrain.epochs=0")
+    seed_everything(config["run"]["seed"])
+    model = KGSF(config["model"], tiny_bundle)
+    seen, original = [], model.rec_loss
+    def recording(batch):
+        seen.append(json.loads(run.meta_file.read_text()).get("progress"))
+        return original(batch)
+    model.rec_loss = recording
+    Trainer(model, build_instances(tiny_bundle), config, run.path).fit()
+    assert seen[0]["stage"] == "rec" and seen[0]["epoch"] == 0 and seen[0]["epochs"] == 3

@@ -213,6 +213,7 @@ class Trainer:
         instances = self._training_instances(stage)
         clock = _StageClock(s["epochs"], progress["epoch"])
         place = f"stage {index + 1}/{len(self.stages)} '{stage.name}'"
+        self._heartbeat(stage, index, progress, s, metric_name)      # `crsbench runs`: in this stage now
         self.stop.training = True
         try:
             while progress["epoch"] < s["epochs"] and optimizer is not None:
