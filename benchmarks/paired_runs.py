@@ -36,6 +36,11 @@ def main() -> None:
         if not found:
             raise SystemExit(f"{run}: no scores (no {RunDir.METRICS}); "
                              "pass a finished run's directory, e.g. runs/redial/kgsf/<run>")
+    builds = [(RunDir(Path(r)).read_meta().get("data") or {}).get("content") for r in (args.run_a, args.run_b)]
+    if all(builds) and builds[0] != builds[1]:
+        print(f"note: the runs started on two preprocessing builds of the data (content {builds[0][:10]} and "
+              f"{builds[1][:10]}): for models that read the word vectors, the difference mixes the builds' "
+              "vectors with what the runs were meant to differ in\n")
     columns = args.metrics or [c for c in REC + GEN
                                 if all(f"{args.split}/{c}" in s for s in scores)] or REC + GEN
     print(f"| metric | {args.run_a} | {args.run_b} | p (paired) |\n|---|---|---|---|")
