@@ -50,15 +50,29 @@ def test_ablation_bars_are_the_compare_numbers(tmp_path):
                            "run": {"init_from": str(tmp_path / "gone"), "tasks": ["conv"]}})
     exposed.write_meta({**exposed.read_meta(), "started": "2026-11-30T00:00:00+00:00"})
     assert compare(store, "redial", data_version=DATA).rows[-1].seeds == 3
+    # -KG-D's seed 3 trained the recommender only: a seed of the table's row, not of the figure's bars
+    _run(tmp_path, store, "kgsf-KG-D", "kgsf", 3, {"test/all/recall@50": 0.3}, tag="-KG-D")
     notes: list[str] = []
     plotted = plots.ablation(store, "redial", tmp_path / "fig3.png", DATA, notes=notes)
     assert list(plotted) == ["kgsf", "kgsf -KG-D", "kgsf -copy"]
+    assert compare(store, "redial", data_version=DATA).row("kgsf -KG-D").seeds == 3
+    assert {n for _, _, n in plotted["kgsf -KG-D"].values()} == {2}
+    assert not any("preprocessing builds" in note for note in notes)        # none recorded: no claim
+    for seed in (1, 2):                       # the variants' runs on two builds: the figure says so
+        for name in ("kgsf", "kgsf-KG-D", "kgsf-copy"):
+            meta = RunDir(tmp_path / "runs" / "redial" / name / f"r-seed{seed}")
+            content = "b" * 64 if name == "kgsf" else "c" * 64
+            meta.write_meta({**meta.read_meta(), "data": {**meta.read_meta()["data"], "content": content}})
+    notes = []
+    plots.ablation(store, "redial", tmp_path / "fig3.png", DATA, notes=notes)
+    assert (f"the bars come from 2 preprocessing builds of the data (content bbbbbbbbbb: kgsf; content cccccccccc: "
+            f"kgsf -KG-D, kgsf -copy)") in " ".join(notes)
     assert any("1 run(s) left out, made before the fix" in note and str(exposed.path) in note for note in notes)
     table = compare(store, "redial", data_version=DATA, skip_fixed=True)
     assert table.rows[-1].seeds == 2
     for row in table.rows:
-        for metric, (mean, std) in plotted[row.label].items():
-            assert (mean, std) == (row.cells[metric].mean, row.cells[metric].std)
+        for metric, (mean, std, n) in plotted[row.label].items():
+            assert (mean, std, n) == (row.cells[metric].mean, row.cells[metric].std, len(row.cells[metric].values))
     assert plotted["kgsf"]["gen/dist@2"][0] == pytest.approx(statistics.fmean([0.21, 0.22]))
     assert (tmp_path / "fig3.png").read_bytes()[:4] == b"\x89PNG"
 

@@ -232,7 +232,7 @@ def _before_fixes(rows: Sequence[Row]) -> list[str]:
     return notes
 
 
-def _content_of(run_dir: str) -> str | None:
+def content_of(run_dir: str) -> str | None:
     """The preprocessed content digest a run started on (run.json), None where unknown."""
     try:
         return (RunDir(Path(run_dir)).read_meta().get("data") or {}).get("content") or None
@@ -247,7 +247,7 @@ def _mixed_builds(rows: Sequence[Row]) -> list[str]:
     notes = []
     for row in rows:
         runs = {run for cell in row.cells.values() for run in cell.runs}
-        contents = [_content_of(run) for run in runs]
+        contents = [content_of(run) for run in runs]
         builds = sorted({c for c in contents if c})
         unknown = sum(c is None for c in contents)
         if len(builds) > 1 or (builds and unknown):

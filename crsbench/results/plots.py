@@ -22,7 +22,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from crsbench.errors import ConfigError, CrsbenchError
-from crsbench.results.compare import compare, row_label
+from crsbench.results.compare import compare, content_of, row_label
 from crsbench.results.fixed_defects import defects_of_run
 from crsbench.results.history import history_value, read_history
 from crsbench.results.size_order import ALPHA, pair_tests, reversals, size_orders
@@ -109,10 +109,28 @@ def mim_curve(store: ResultStore, dataset: str, out: Path, data_version: str | N
     return plotted
 
 
+def _builds_across_rows(rows: list) -> list[str]:
+    """A note when the bars' runs started on more than one preprocessing build: the variants then
+    differ in their word vectors too, not only in what the ablation removes."""
+    by_build: dict[str, list[str]] = {}
+    for row in rows:
+        runs = {run for m in ABLATION_METRICS for run in row.cells[m].runs}
+        for build in sorted({content_of(run) or "unknown" for run in runs}):
+            by_build.setdefault(build, []).append(row.label)
+    if len(by_build) < 2:
+        return []
+    shown = "; ".join(f"content {b[:10]}: {', '.join(labels)}" for b, labels in sorted(by_build.items()))
+    return [f"the bars come from {len(by_build)} preprocessing builds of the data ({shown}): the rows differ "
+            "in their word vectors as well as in the ablation (`crsbench sweep FILE --same-build` re-runs "
+            "the cells of other builds)."]
+
+
 def ablation(store: ResultStore, dataset: str, out: Path, data_version: str | None = None,
              notes: list[str] | None = None) -> dict:
-    """Figure 3; returns {row label: {metric: (mean, std)}}, the numbers of `crsbench compare`, less
-    the runs a since-fixed defect could have changed (said in `notes`, with compare's other notes)."""
+    """Figure 3; returns {row label: {metric: (mean, std, seeds)}}, the numbers of `crsbench compare`,
+    less the runs a since-fixed defect could have changed (said in `notes`, with compare's other
+    notes). A row's seeds are those with conversation scores (its recommender-only runs count in the
+    table's seed column, not here)."""
     table = compare(store, dataset, metrics=[m.split("/")[1] for m in ABLATION_METRICS], data_version=data_version,
                     keep=lambda row: row[:2] in ABLATION_ROWS, skip_fixed=True)
     if notes is not None:
@@ -122,6 +140,8 @@ def ablation(store: ResultStore, dataset: str, out: Path, data_version: str | No
     if not rows:
         raise ConfigError(f"no finished conversation runs of KGSF's ablations on {dataset}",
                           hint="crsbench sweep sweeps/ablations_redial.yaml (and sweeps/table3_redial.yaml for -MIM)")
+    if notes is not None:
+        notes.extend(_builds_across_rows(rows))
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(9, 4))
     width = 0.8 / len(rows)
@@ -129,9 +149,11 @@ def ablation(store: ResultStore, dataset: str, out: Path, data_version: str | No
     for i, row in enumerate(rows):
         means = [row.cells[m].mean for m in ABLATION_METRICS]
         stds = [row.cells[m].std or 0.0 for m in ABLATION_METRICS]
+        seeds = min(len(row.cells[m].values) for m in ABLATION_METRICS)
         ax.bar([x + i * width for x in range(len(ABLATION_METRICS))], means, width,   # one seed: no bar to draw
-               yerr=stds if row.seeds > 1 else None, capsize=3, label=f"{row.label} ({_seeds(row.seeds)})")
-        plotted[row.label] = {m: (row.cells[m].mean, row.cells[m].std) for m in ABLATION_METRICS}
+               yerr=stds if seeds > 1 else None, capsize=3, label=f"{row.label} ({_seeds(seeds)})")
+        plotted[row.label] = {m: (row.cells[m].mean, row.cells[m].std, len(row.cells[m].values))
+                              for m in ABLATION_METRICS}
     ax.set_xticks([x + width * (len(rows) - 1) / 2 for x in range(len(ABLATION_METRICS))])
     ax.set_xticklabels([m.split("/")[1] for m in ABLATION_METRICS])
     ax.legend(fontsize=8)
