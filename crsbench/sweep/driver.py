@@ -202,6 +202,7 @@ def run_sweep(sweep: Sweep, executor, data_dir: str | None = None, same_build: b
                 start(plan)
             while deferred and not queue and len(running) < executor.capacity:
                 plan, why = deferred.pop(0)
+                why = _refusal(needs.get(plan.cell), deadline) or why       # as of now, not when deferred
                 if may_fill(time.time(), deadline.timestamp()):
                     start(plan, why)
                 else:
