@@ -190,13 +190,14 @@ def add_significance(table: ComparisonTable, baseline: str, resamples: int = sig
 
 
 def _fewer_paired_seeds(table: ComparisonTable, base: Row) -> list[str]:
-    """A note per row whose paired tests used fewer seeds than the row or the baseline has."""
+    """A note per row whose paired tests used fewer seeds than its cell or the baseline's cell has
+    (a row's recommender-only seeds are no seeds of its generation cells)."""
     notes = []
     for row in table.rows:
-        used = {tuple(c.paired_seeds) for c in row.cells.values() if c.paired_seeds is not None}
+        used = {tuple(c.paired_seeds) for column, c in row.cells.items() if c.paired_seeds is not None
+                and len(c.paired_seeds) < max(len(c.seeds), len(base.cells[column].seeds))}
         for seeds in sorted(used):
-            if len(seeds) < max(row.seeds, base.seeds):
-                shown = ", ".join(map(str, seeds))
-                notes.append(f"{row.label}: paired tests (*) on seed(s) {shown} only, the seeds it shares with "
-                             f"{base.label}.")
+            shown = ", ".join(map(str, seeds))
+            notes.append(f"{row.label}: paired tests (*) on seed(s) {shown} only, the seeds it shares with "
+                         f"{base.label}.")
     return notes
