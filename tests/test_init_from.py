@@ -1,5 +1,6 @@
 """run.init_from: a conversation-only run starts from a finished recommender run's weights, keeps
 them frozen, and refuses sources that cannot stand in for the skipped stages (real data, small)."""
+import json
 import shutil
 
 import pytest
@@ -182,6 +183,7 @@ def test_a_sweep_retrains_a_source_cell_whose_run_has_no_weights(setup, tmp_path
     re-trained seed repeats the old run's scores."""
     from crsbench.sweep.driver import describe_plan, run_sweep
     from crsbench.sweep.executors import LocalExecutor
+    from crsbench.sweep.estimate import estimate, finished_seconds
     from crsbench.sweep.plan import DONE, TODO, WAIT, Planner
     from crsbench.sweep.spec import load_sweep
     data, common, _ = setup
@@ -218,6 +220,21 @@ def test_a_sweep_retrains_a_source_cell_whose_run_has_no_weights(setup, tmp_path
     same_seed = [RunDir(r).read_metrics() for r in (old_rec, new_rec)]
     scores = [{k: v for k, v in m["metrics"].items() if k.startswith("test/")} for m in same_seed]
     assert "test/all/recall@50" in scores[0] and scores[0] == scores[1]
+    # --same-build with the source's runs on another build: the dependents wait, naming the runs they
+    # will re-do, and are charged those runs' times (they had no estimate: no other seed is finished)
+    for run in (old_rec, new_rec):
+        meta = json.loads((run / "run.json").read_text())
+        meta["data"]["content"] = "0" * 64
+        (run / "run.json").write_text(json.dumps(meta))
+    plans = Planner(load_sweep(path), str(data), same_build=True).plan_all()
+    by_row = {p.cell.row: p for p in plans}
+    assert by_row["kgsf"].status == TODO and by_row["kgsf"].redoes == new_rec
+    for row in ("kgsf-conv", "kgsf-copy"):
+        assert by_row[row].status == WAIT and by_row[row].redoes == again[row].run_dir
+        assert by_row[row].redo_reason == "kgsf / redial / seed 5 is trained first"
+    guess = estimate(plans)
+    assert not guess.unknown and len(guess.seconds) == 3
+    assert guess.seconds[1] == finished_seconds(again["kgsf-conv"].run_dir)
 
 
 def test_an_interrupted_dependent_run_resumes_without_its_source(setup, tmp_path, monkeypatch):

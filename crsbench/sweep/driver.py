@@ -21,8 +21,7 @@ from loguru import logger
 from crsbench.results.significance import RESAMPLES, SEED
 from crsbench.results.store import record_finished, results_db
 from crsbench.run_dir import RunDir
-from crsbench.sweep import deadline as window
-from crsbench.sweep.deadline import fits, may_fill, schedule
+from crsbench.sweep.deadline import FILL_MIN_S, fits, may_fill, schedule
 from crsbench.sweep.estimate import duration, estimate
 from crsbench.sweep.executors import Outcome, Task
 from crsbench.sweep.plan import DONE, RESUME, RUNNING, TODO, WAIT, CellPlan, Planner
@@ -206,7 +205,7 @@ def run_sweep(sweep: Sweep, executor, data_dir: str | None = None, same_build: b
                 if may_fill(time.time(), deadline.timestamp()):
                     start(plan, why)
                 else:
-                    report.skipped.append((plan.cell, f"not started: {why}; under {duration(window.FILL_MIN_S)} left "
+                    report.skipped.append((plan.cell, f"not started: {why}; under {duration(FILL_MIN_S)} left "
                                                       "to fill"))
                     logger.warning(f"not starting {plan.cell.label}: {why}")
             if not running:                      # what still waits has a source that will not run here

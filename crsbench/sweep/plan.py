@@ -134,7 +134,9 @@ class Planner:
             source_cell = Cell(row.init_from, cell.dataset, cell.seed)
             source = done.get(source_cell)
             if source is None:
-                return CellPlan(cell, row, WAIT)
+                earlier = self._earlier_run(row, cell)
+                return CellPlan(cell, row, WAIT, redoes=earlier,
+                                redo_reason=f"{source_cell.label} is trained first" if earlier else "")
             sources = [*self._counted.get(source_cell, []), Path(source)]
             accepted = {p.resolve() for p in sources}
             source = next((p for p in reversed(sources) if RunDir(p).weights.exists()), None)
@@ -147,6 +149,7 @@ class Planner:
         best: CellPlan | None = None
         redoes, redo_reason = None, ""
         counted: list[Path] = []
+        other_source: Path | None = None            # a finished run of these settings from a source run that does not count
         for run, meta, saved in self._candidates(root, cell.dataset, row.model):
             data = meta.get("data") or {}
             if data.get("fingerprint") not in (fingerprint, None):
@@ -154,6 +157,8 @@ class Planner:
             if _comparable(saved, defaults) != wanted:
                 continue
             if source_cell is not None and Path(str(saved["run"].get("init_from"))).resolve() not in accepted:
+                if shown_status(meta) == FINISHED:
+                    other_source = run.path
                 continue
             status = shown_status(meta)
             why = ""
@@ -181,7 +186,26 @@ class Planner:
         if best is None and source_cell is not None and source is None:
             return CellPlan(cell, row, WAIT, redo_reason=f"{source_cell.label}: its run {done[source_cell]} has no "
                             f"weights ({RunDir.WEIGHTS}) to start from", needs_weights_of=source_cell)
+        if redoes is None and other_source is not None:
+            redoes, redo_reason = other_source, f"it started from a run of {source_cell.label} that does not count"
         return best or CellPlan(cell, row, TODO, None, overrides, config, redoes, redo_reason)
+
+    def _earlier_run(self, row: Row, cell: Cell) -> Path | None:
+        """The newest finished run of a waiting cell's settings, whatever it started from: what the cell
+        will re-do once its source is trained, and what `estimate` charges for it."""
+        from crsbench.config.loader import resolve_config
+        from crsbench.registry import get_dataset, get_model
+        _, config = self.resolve(row, cell, None)
+        wanted = _comparable(config)
+        defaults = resolve_config(get_model(row.model), get_dataset(cell.dataset))
+        fingerprint = self.fingerprint(cell.dataset, config["data"])
+        root = Path(config["run"]["output_dir"]).resolve()
+        found = None
+        for run, meta, saved in self._candidates(root, cell.dataset, row.model):
+            if (meta.get("data") or {}).get("fingerprint") == fingerprint and shown_status(meta) == FINISHED \
+                    and _comparable(saved, defaults) == wanted:
+                found = run.path
+        return found
 
     def plan_all(self) -> list[CellPlan]:
         """Every cell's plan, sources first (a dependent cell sees its source's finished run)."""
