@@ -11,6 +11,7 @@ from crsbench.errors import ConfigError
 from crsbench.results import plots, size_order
 from crsbench.results.outcomes import Outcomes, RecOutcomes, write_outcomes
 from crsbench.results.compare import compare
+from crsbench.results.row_tests import per_instance
 from crsbench.results.store import ResultStore
 from crsbench.run_dir import RunDir
 
@@ -93,6 +94,13 @@ def test_mim_curve_bands_over_seeds(tmp_path):
     assert high == [0.2, 0.3, 0.5]
     assert plotted["KGSF -MIM"]["all/recall@10"][1] == pytest.approx([0.1, 0.2])
     assert "for this curve only" in (tmp_path / "fig2.svg").read_text()
+    # seed 1 trained again: it counts once, with its latest run
+    _run(tmp_path, store, "kgsfz", "kgsf", 1, {"test/all/recall@50": 0.3},     # recorded after kgsf1
+         config={"model": {"mim": True}, "stages": {}, "data": {}},
+         history=[{"stage": "rec", "epoch": e, "test_curve": {"all/recall@10": v / 2, "all/recall@50": v}}
+                  for e, v in enumerate([0.3, 0.4, 0.5], 1)])
+    epochs, mean, low, high = plots.mim_curve(store, "redial", tmp_path / "fig2.svg", DATA)["KGSF"]["all/recall@50"]
+    assert mean == pytest.approx([0.25, 0.35, 0.5]) and low == [0.2, 0.3, 0.5]
     with pytest.raises(ConfigError, match="eval.test_curve"):
         plots.mim_curve(ResultStore(tmp_path / "empty.sqlite"), "redial", tmp_path / "x.png")
 
@@ -168,3 +176,26 @@ def test_data_curve_order_changes_only_when_a_paired_test_says_so(tmp_path):
     table = plots.data_curve_table(plotted)
     assert "all/recall@50: the order changes with data: kbrd > redial at n = 800" in table
     assert "untested" not in table.split("all/recall@50:")[1]
+
+
+def test_data_curve_pairs_two_models_on_the_seeds_both_have(tmp_path):
+    """A model with seeds 1-2 against one with seed 1 only is tested on seed 1 (as `compare` pairs
+    its rows): here the seed-1 runs are identical, so p = 1, where averaging seed 2 in would differ."""
+    store = ResultStore(tmp_path / "r.sqlite")
+    few, many = np.arange(100) < 30, np.arange(100) < 60
+    _ranks_run(tmp_path, store, "kbrd-800", 800, many, seed=1)
+    _ranks_run(tmp_path, store, "kbrd-800", 800, few, seed=2)
+    _ranks_run(tmp_path, store, "redial-800", 800, many, seed=1)
+    plotted = plots.data_curve(store, "redial", tmp_path / "d.png", DATA)
+    means = {label: {n: m for n, m, *_ in plotted[label]["test/all/recall@50"]} for label in ("kbrd", "redial")}
+    (test,) = size_order.pair_tests(means, plotted["runs"], "test/all/recall@50")
+    assert (test.better, test.worse) == ("redial", "kbrd") and test.p == 1.0
+    both = per_instance("all/recall@50", plotted["runs"]["kbrd"][800], "test")
+    one = per_instance("all/recall@50", plotted["runs"]["redial"][800], "test")
+    assert sum(both.values()) == 45 and sum(one.values()) == 60      # what averaging seed 2 in would test
+    # seed 2 trained again: the seed counts once, with its latest run (as `compare` shows it)
+    _ranks_run(tmp_path, store, "kbrd-800b", 800, many, seed=2)
+    plotted = plots.data_curve(store, "redial", tmp_path / "d.png", DATA)
+    assert plotted["kbrd"]["test/all/recall@50"] == [(800, 0.6, 0.0, 2)]
+    assert plotted["runs"]["kbrd"][800] == [str(tmp_path / "runs/redial/kbrd-800/r-seed1"),
+                                            str(tmp_path / "runs/redial/kbrd-800b/r-seed2")]

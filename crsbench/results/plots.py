@@ -12,7 +12,8 @@
   model, mean and std over seeds, with each model's log-linear trend, optionally extrapolated.
 
 No figure uses a run that a since-fixed defect could have changed (`fixed_defects.py`); `compare`
-counts and notes such runs, a figure leaves them out (`plot ablation` prints which).
+counts and notes such runs, a figure leaves them out (`plot ablation` prints which). A seed trained
+more than once counts once, with its latest run, as in `compare`.
 """
 from __future__ import annotations
 
@@ -78,14 +79,17 @@ def _finished(store: ResultStore, dataset: str, data_version: str | None) -> lis
 
 def mim_curve(store: ResultStore, dataset: str, out: Path, data_version: str | None = None) -> dict:
     """Figure 2; returns the plotted series {label: {metric: (epochs, mean, low, high)}}."""
-    groups: dict[str, list[list[dict]]] = defaultdict(list)
+    latest: dict[tuple[str, int], list[dict]] = {}                  # (label, seed) -> its latest run's curve
     for run in _finished(store, dataset, data_version):
         if run["model"] != "kgsf":
             continue
         lines = [h for h in read_history(run["run_dir"]) if h["stage"] == "rec" and "test_curve" in h]
         if lines:
             mim = store.get_run(run["run_id"])["config"]["model"].get("mim", True)
-            groups["KGSF" if mim else "KGSF -MIM"].append(lines)
+            latest[("KGSF" if mim else "KGSF -MIM", run["seed"])] = lines
+    groups: dict[str, list[list[dict]]] = defaultdict(list)
+    for (label, _), lines in latest.items():
+        groups[label].append(lines)
     if not groups:
         raise ConfigError(f"no finished KGSF run on {dataset} has a test curve",
                           hint="train KGSF and KGSF -MIM with --set eval.test_curve=true "
@@ -209,8 +213,7 @@ def data_curve(store: ResultStore, dataset: str, out: Path, data_version: str | 
     (`LogTrend`) drawn dashed, out to `extrapolate_to` conversations when given. Returns
     {label: {metric: [(n, mean, std, seeds)]}}, under "trends" {label: {metric: LogTrend}}, and under
     "runs" {label: {n: [run dir]}} (for the paired tests of `data_curve_table`)."""
-    points: dict[str, dict[int, dict[str, list[float]]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
-    run_dirs: dict[str, dict[int, list[str]]] = defaultdict(lambda: defaultdict(list))
+    latest: dict[tuple[str, int, int], tuple[dict, str]] = {}      # (label, n, seed) -> latest (metrics, run dir)
     known: dict[str, int] = {}
     for run in _finished(store, dataset, data_version):
         config = store.get_run(run["run_id"])["config"]
@@ -223,9 +226,13 @@ def data_curve(store: ResultStore, dataset: str, out: Path, data_version: str | 
         label = run["model"] + (" -MIM" if run["model"] == "kgsf" and not config["model"].get("mim", True) else "")
         if run["model"] == "kgsf" and config["stages"].get("pretrain", {}).get("epochs", 3) != 3:
             continue                                   # the pre-training study is not a data point
+        latest[(label, count, run["seed"])] = (metrics, run["run_dir"])
+    points: dict[str, dict[int, dict[str, list[float]]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
+    run_dirs: dict[str, dict[int, list[str]]] = defaultdict(lambda: defaultdict(list))
+    for (label, count, _), (metrics, run_dir) in latest.items():
         for metric in ("test/all/recall@10", "test/all/recall@50"):
             points[label][count][metric].append(metrics[metric])
-        run_dirs[label][count].append(run["run_dir"])
+        run_dirs[label][count].append(run_dir)
     if not points:
         raise ConfigError(f"no finished recommendation runs on {dataset} record their training conversations",
                           hint="crsbench sweep sweeps/data_fraction_redial.yaml")
@@ -296,8 +303,8 @@ def data_curve_table(plotted: dict, extrapolate_to: int | None = None) -> str:
         if not orders:
             continue
         name = metric.replace("test/", "")
-        lines.append(f"{name} order by mean (`>`: paired p < {ALPHA} against the next model, seeds averaged per "
-                     f"instance; `≈`: not): " + "; ".join(f"n = {o.size:,}: {o.render()}" for o in orders))
+        lines.append(f"{name} order by mean (`>`: paired p < {ALPHA} against the next model, on the seeds "
+                     f"both have, averaged per instance; `≈`: not): " + "; ".join(f"n = {o.size:,}: {o.render()}" for o in orders))
         flips = reversals(tests)
         untested = sum(t.p is None for t in tests)
         verdict = ("changes with data: " + "; ".join(

@@ -104,15 +104,21 @@ def _gen_keys(runs: list[str], split: str) -> set[str]:
     return set.intersection(*keys) if keys else set()
 
 
-def matched_runs(cell: Cell, base: Cell) -> tuple[list[str], list[str], list[int] | None]:
-    """The two cells' runs of the seeds both have, in seed order, and those seeds; all runs (in
-    the order recorded) and None when the cells share no seed or do not know their seeds."""
-    known = len(cell.seeds) == len(cell.runs) and len(base.seeds) == len(base.runs)
-    common = sorted(set(cell.seeds) & set(base.seeds)) if known else []
+def match_seeds(runs: list[str], seeds: list[int], other_runs: list[str],
+                other_seeds: list[int]) -> tuple[list[str], list[str], list[int] | None]:
+    """Two sides' runs of the seeds both have, in seed order, and those seeds; all runs (in the order
+    given) and None when the sides share no seed or do not know every run's seed."""
+    known = len(seeds) == len(runs) and len(other_seeds) == len(other_runs)
+    common = sorted(set(seeds) & set(other_seeds)) if known else []
     if not common:
-        return cell.runs, base.runs, None
-    mine, theirs = dict(zip(cell.seeds, cell.runs)), dict(zip(base.seeds, base.runs))
+        return runs, other_runs, None
+    mine, theirs = dict(zip(seeds, runs)), dict(zip(other_seeds, other_runs))
     return [mine[s] for s in common], [theirs[s] for s in common], common
+
+
+def matched_runs(cell: Cell, base: Cell) -> tuple[list[str], list[str], list[int] | None]:
+    """`match_seeds` for two table cells."""
+    return match_seeds(cell.runs, cell.seeds, base.runs, base.seeds)
 
 
 def compare_cell(column: str, cell: Cell, base: Cell, split: str, resamples: int, seed: int) -> None:

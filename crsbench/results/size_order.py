@@ -2,20 +2,22 @@
 between neighbours, and the pairs whose order reverses *significantly* between two sizes.
 
 A swap of means inside the noise is no change of order: two models are ordered at a size only when
-the paired approximate randomisation test over the test instances (each model's seeds averaged per
-instance, as `compare --baseline` does) gives p < `alpha`. Runs without stored outcomes are left
+the paired approximate randomisation test over the test instances (on the seeds both models have,
+each model's runs averaged per instance, as `compare --baseline` does) gives p < `alpha`. Runs without stored outcomes are left
 untested (p = None), and an untested pair never counts as a reversal.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from itertools import combinations
+from pathlib import Path
 
 import numpy as np
 
 from crsbench.errors import DataError
 from crsbench.results import significance as sig
-from crsbench.results.row_tests import per_instance
+from crsbench.results.row_tests import match_seeds, per_instance
+from crsbench.run_dir import RunDir
 
 ALPHA = 0.05
 
@@ -50,7 +52,19 @@ class SizeOrder:
         return out
 
 
+def _seeds(runs: list[str]) -> list[int]:
+    """The runs' seeds (run.json); shorter than `runs` when one does not say, so nothing is matched."""
+    out = []
+    for run in runs:
+        try:
+            out.append(int(RunDir(Path(run)).read_meta()["seed"]))
+        except (DataError, KeyError, TypeError, ValueError):
+            continue
+    return out
+
+
 def _paired_p(runs_a: list[str], runs_b: list[str], column: str, split: str) -> float | None:
+    runs_a, runs_b, _ = match_seeds(runs_a, _seeds(runs_a), runs_b, _seeds(runs_b))
     try:
         a, b = per_instance(column, runs_a, split), per_instance(column, runs_b, split)
     except DataError:                       # no stored outcomes (read_outcomes says so as a DataError)
