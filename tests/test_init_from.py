@@ -222,6 +222,7 @@ def test_a_sweep_retrains_a_source_cell_whose_run_has_no_weights(setup, tmp_path
     assert "test/all/recall@50" in scores[0] and scores[0] == scores[1]
     # --same-build with the source's runs on another build: the dependents wait, naming the runs they
     # will re-do, and are charged those runs' times (they had no estimate: no other seed is finished)
+    build = json.loads((new_rec / "run.json").read_text())["data"]["content"]
     for run in (old_rec, new_rec):
         meta = json.loads((run / "run.json").read_text())
         meta["data"]["content"] = "0" * 64
@@ -235,6 +236,14 @@ def test_a_sweep_retrains_a_source_cell_whose_run_has_no_weights(setup, tmp_path
     guess = estimate(plans)
     assert not guess.unknown and len(guess.seconds) == 3
     assert guess.seconds[1] == finished_seconds(again["kgsf-conv"].run_dir)
+    # the new source run back on this build: the dependent that started from the old one is re-done
+    meta = json.loads((new_rec / "run.json").read_text())
+    meta["data"]["content"] = build
+    (new_rec / "run.json").write_text(json.dumps(meta))
+    by_row = {p.cell.row: p for p in Planner(load_sweep(path), str(data), same_build=True).plan_all()}
+    assert by_row["kgsf"].status == DONE and by_row["kgsf-copy"].status == DONE
+    assert by_row["kgsf-conv"].status == TODO and by_row["kgsf-conv"].redoes == again["kgsf-conv"].run_dir
+    assert by_row["kgsf-conv"].redo_reason == "it started from a run of kgsf / redial / seed 5 that does not count"
 
 
 def test_an_interrupted_dependent_run_resumes_without_its_source(setup, tmp_path, monkeypatch):
