@@ -159,7 +159,7 @@ def test_data_curve_order_changes_only_when_a_paired_test_says_so(tmp_path):
     assert plotted["runs"]["kbrd"] == {800: [str(tmp_path / "runs/redial/kbrd-800/r-seed1")],
                                        1600: [str(tmp_path / "runs/redial/kbrd-1600/r-seed1")]}
     means = {label: {n: m for n, m, *_ in plotted[label]["test/all/recall@50"]} for label in ("kbrd", "redial", "textcnn")}
-    tests = size_order.pair_tests(means, plotted["runs"], "test/all/recall@50")
+    tests = size_order.pair_tests(means, plotted["runs"], plotted["seeds"], "test/all/recall@50")
     by_pair = {(t.size, t.better, t.worse): t for t in tests}
     assert by_pair[(800, "kbrd", "redial")].p < 1e-3 and by_pair[(1600, "redial", "kbrd")].p < 1e-3
     tie = [t for t in tests if t.size == 800 and {t.better, t.worse} == {"kbrd", "textcnn"}][0]
@@ -171,7 +171,7 @@ def test_data_curve_order_changes_only_when_a_paired_test_says_so(tmp_path):
     assert orders[0].render().startswith("kbrd ≈ textcnn (p = 1) > redial (p = ")
     # a model run at one size only leaves the other sizes' orders in place
     lone = {**means, "kgsf": {1600: 0.5}}
-    lone_tests = size_order.pair_tests(lone, plotted["runs"], "test/all/recall@50")     # kgsf's untested
+    lone_tests = size_order.pair_tests(lone, plotted["runs"], plotted["seeds"], "test/all/recall@50")     # kgsf's untested
     assert [o.size for o in size_order.size_orders(lone, lone_tests)] == [800, 1600]
     table = plots.data_curve_table(plotted)
     assert "all/recall@50: the order changes with data: kbrd > redial at n = 800" in table
@@ -188,7 +188,7 @@ def test_data_curve_pairs_two_models_on_the_seeds_both_have(tmp_path):
     _ranks_run(tmp_path, store, "redial-800", 800, many, seed=1)
     plotted = plots.data_curve(store, "redial", tmp_path / "d.png", DATA)
     means = {label: {n: m for n, m, *_ in plotted[label]["test/all/recall@50"]} for label in ("kbrd", "redial")}
-    (test,) = size_order.pair_tests(means, plotted["runs"], "test/all/recall@50")
+    (test,) = size_order.pair_tests(means, plotted["runs"], plotted["seeds"], "test/all/recall@50")
     assert (test.better, test.worse) == ("redial", "kbrd") and test.p == 1.0
     both = per_instance("all/recall@50", plotted["runs"]["kbrd"][800], "test")
     one = per_instance("all/recall@50", plotted["runs"]["redial"][800], "test")

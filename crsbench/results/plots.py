@@ -34,7 +34,7 @@ from crsbench.run_dir import RunDir
 FIGURES = ("mim-curve", "ablation", "curves", "data-curve")
 ABLATION_ROWS = (("kgsf", ""), ("kgsf", "-KG-D"), ("kgsf", "-copy"), ("kgsf", "-MIM"), ("kgsf", "faithful"))
 ABLATION_METRICS = ("gen/dist@2", "gen/dist@3", "gen/dist@4", "gen/item_ratio")
-DATA_CURVE_KEYS = ("trends", "runs")      # data_curve's entries that are not models
+DATA_CURVE_KEYS = ("trends", "runs", "seeds")      # data_curve's entries that are not models
 
 
 def _integer_ticks(ax) -> None:
@@ -212,7 +212,8 @@ def data_curve(store: ResultStore, dataset: str, out: Path, data_version: str | 
     """Test R@10/R@50 against training conversations (log axis), with each model's log-linear trend
     (`LogTrend`) drawn dashed, out to `extrapolate_to` conversations when given. Returns
     {label: {metric: [(n, mean, std, seeds)]}}, under "trends" {label: {metric: LogTrend}}, and under
-    "runs" {label: {n: [run dir]}} (for the paired tests of `data_curve_table`)."""
+    "runs" {label: {n: [run dir]}} and "seeds" {label: {n: [seed]}}, in the same order (for the paired
+    tests of `data_curve_table`)."""
     latest: dict[tuple[str, int, int], tuple[dict, str]] = {}      # (label, n, seed) -> latest (metrics, run dir)
     known: dict[str, int] = {}
     for run in _finished(store, dataset, data_version):
@@ -229,16 +230,19 @@ def data_curve(store: ResultStore, dataset: str, out: Path, data_version: str | 
         latest[(label, count, run["seed"])] = (metrics, run["run_dir"])
     points: dict[str, dict[int, dict[str, list[float]]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
     run_dirs: dict[str, dict[int, list[str]]] = defaultdict(lambda: defaultdict(list))
-    for (label, count, _), (metrics, run_dir) in latest.items():
+    seeds: dict[str, dict[int, list[int]]] = defaultdict(lambda: defaultdict(list))
+    for (label, count, seed), (metrics, run_dir) in latest.items():
         for metric in ("test/all/recall@10", "test/all/recall@50"):
             points[label][count][metric].append(metrics[metric])
         run_dirs[label][count].append(run_dir)
+        seeds[label][count].append(seed)
     if not points:
         raise ConfigError(f"no finished recommendation runs on {dataset} record their training conversations",
                           hint="crsbench sweep sweeps/data_fraction_redial.yaml")
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    plotted: dict = {"trends": {}, "runs": {label: dict(by_count) for label, by_count in run_dirs.items()}}
+    plotted: dict = {"trends": {}, "runs": {label: dict(by_count) for label, by_count in run_dirs.items()},
+                     "seeds": {label: dict(by_count) for label, by_count in seeds.items()}}
     for ax, metric in zip(axes, ("test/all/recall@10", "test/all/recall@50")):
         for label, by_count in sorted(points.items()):
             xs = sorted(by_count)
@@ -298,7 +302,7 @@ def data_curve_table(plotted: dict, extrapolate_to: int | None = None) -> str:
     for metric in ("test/all/recall@10", "test/all/recall@50"):
         by_label = {label: {n: m for n, m, *_ in by_metric[metric]}
                     for label, by_metric in plotted.items() if label not in DATA_CURVE_KEYS and metric in by_metric}
-        tests = pair_tests(by_label, plotted.get("runs", {}), metric)
+        tests = pair_tests(by_label, plotted.get("runs", {}), plotted.get("seeds", {}), metric)
         orders = size_orders(by_label, tests)
         if not orders:
             continue

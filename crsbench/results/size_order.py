@@ -10,14 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from itertools import combinations
-from pathlib import Path
 
 import numpy as np
 
 from crsbench.errors import DataError
 from crsbench.results import significance as sig
 from crsbench.results.row_tests import match_seeds, per_instance
-from crsbench.run_dir import RunDir
 
 ALPHA = 0.05
 
@@ -52,19 +50,9 @@ class SizeOrder:
         return out
 
 
-def _seeds(runs: list[str]) -> list[int]:
-    """The runs' seeds (run.json); shorter than `runs` when one does not say, so nothing is matched."""
-    out = []
-    for run in runs:
-        try:
-            out.append(int(RunDir(Path(run)).read_meta()["seed"]))
-        except (DataError, KeyError, TypeError, ValueError):
-            continue
-    return out
-
-
-def _paired_p(runs_a: list[str], runs_b: list[str], column: str, split: str) -> float | None:
-    runs_a, runs_b, _ = match_seeds(runs_a, _seeds(runs_a), runs_b, _seeds(runs_b))
+def _paired_p(runs_a: list[str], seeds_a: list[int], runs_b: list[str], seeds_b: list[int], column: str,
+              split: str) -> float | None:
+    runs_a, runs_b, _ = match_seeds(runs_a, seeds_a, runs_b, seeds_b)
     try:
         a, b = per_instance(column, runs_a, split), per_instance(column, runs_b, split)
     except DataError:                       # no stored outcomes (read_outcomes says so as a DataError)
@@ -75,17 +63,19 @@ def _paired_p(runs_a: list[str], runs_b: list[str], column: str, split: str) -> 
     return sig.paired_permutation_test(np.array([a[k] for k in keys]), np.array([b[k] for k in keys]))
 
 
-def pair_tests(means: dict[str, dict[int, float]], runs: dict[str, dict[int, list[str]]], metric: str,
-               split: str = "test") -> list[PairTest]:
+def pair_tests(means: dict[str, dict[int, float]], runs: dict[str, dict[int, list[str]]],
+               seeds: dict[str, dict[int, list[int]]], metric: str, split: str = "test") -> list[PairTest]:
     """Every pair of models at every size both were run at. `means`: label -> size -> mean of
-    `metric` ("test/all/recall@50"); `runs`: label -> size -> the run dirs behind that mean."""
+    `metric` ("test/all/recall@50"); `runs`: label -> size -> the run dirs behind that mean; `seeds`:
+    the same runs' seeds, in that order."""
     column = metric.split("/", 1)[1] if metric.startswith(f"{split}/") else metric
     tests = []
     for a, b in combinations(sorted(means), 2):
         for size in sorted(set(means[a]) & set(means[b])):
             better, worse = (a, b) if means[a][size] >= means[b][size] else (b, a)
             runs_better, runs_worse = runs.get(better, {}).get(size), runs.get(worse, {}).get(size)
-            p = _paired_p(runs_better, runs_worse, column, split) if runs_better and runs_worse else None
+            p = _paired_p(runs_better, seeds.get(better, {}).get(size, []), runs_worse,
+                          seeds.get(worse, {}).get(size, []), column, split) if runs_better and runs_worse else None
             tests.append(PairTest(size, better, worse, p))
     return tests
 

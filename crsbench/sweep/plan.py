@@ -23,6 +23,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 from crsbench.config.loader import LOCATION_SETTINGS, fill_defaults
 from crsbench.datasets.provenance import keyed_settings
@@ -123,10 +124,22 @@ class Planner:
     def forget(self, root: Path, dataset: str) -> None:
         self._runs.pop(root / dataset, None)
 
-    def plan(self, cell: Cell, done: dict[Cell, Path]) -> CellPlan:
-        """Where one cell stands, given the run dirs of the cells already done."""
+    def _runs_of(self, row: Row, cell: Cell, config: dict) -> Iterator[tuple[RunDir, dict, dict]]:
+        """(run, meta, saved config) of every run with the cell's resolved config on its data (same
+        fingerprint, or none recorded), whatever source run it started from; oldest first."""
         from crsbench.config.loader import resolve_config
         from crsbench.registry import get_dataset, get_model
+        defaults = resolve_config(get_model(row.model), get_dataset(cell.dataset))
+        wanted = _comparable(config)
+        fingerprint = self.fingerprint(cell.dataset, config["data"])
+        root = Path(config["run"]["output_dir"]).resolve()
+        for run, meta, saved in self._candidates(root, cell.dataset, row.model):
+            if (meta.get("data") or {}).get("fingerprint") in (fingerprint, None) \
+                    and _comparable(saved, defaults) == wanted:
+                yield run, meta, saved
+
+    def plan(self, cell: Cell, done: dict[Cell, Path]) -> CellPlan:
+        """Where one cell stands, given the run dirs of the cells already done."""
         row = self.sweep.row(cell.row)
         self._alive.pop(cell, None)
         source, accepted, source_cell = None, set(), None
@@ -141,21 +154,14 @@ class Planner:
             accepted = {p.resolve() for p in sources}
             source = next((p for p in reversed(sources) if RunDir(p).weights.exists()), None)
         overrides, config = self.resolve(row, cell, source)
-        defaults = resolve_config(get_model(row.model), get_dataset(cell.dataset))
-        wanted = _comparable(config)
         fingerprint = self.fingerprint(cell.dataset, config["data"])
         build = self.content(cell.dataset, config["data"]) if self.same_build else None
-        root = Path(config["run"]["output_dir"]).resolve()
         best: CellPlan | None = None
         redoes, redo_reason = None, ""
         counted: list[Path] = []
         other_source: Path | None = None            # a finished run of these settings from a source run that does not count
-        for run, meta, saved in self._candidates(root, cell.dataset, row.model):
+        for run, meta, saved in self._runs_of(row, cell, config):
             data = meta.get("data") or {}
-            if data.get("fingerprint") not in (fingerprint, None):
-                continue
-            if _comparable(saved, defaults) != wanted:
-                continue
             if source_cell is not None and Path(str(saved["run"].get("init_from"))).resolve() not in accepted:
                 if shown_status(meta) == FINISHED:
                     other_source = run.path
@@ -193,19 +199,11 @@ class Planner:
     def _earlier_run(self, row: Row, cell: Cell) -> Path | None:
         """The newest finished run of a waiting cell's settings, whatever it started from: what the cell
         will re-do once its source is trained, and what `estimate` charges for it."""
-        from crsbench.config.loader import resolve_config
-        from crsbench.registry import get_dataset, get_model
         _, config = self.resolve(row, cell, None)
-        wanted = _comparable(config)
-        defaults = resolve_config(get_model(row.model), get_dataset(cell.dataset))
         fingerprint = self.fingerprint(cell.dataset, config["data"])
-        root = Path(config["run"]["output_dir"]).resolve()
-        found = None
-        for run, meta, saved in self._candidates(root, cell.dataset, row.model):
-            if (meta.get("data") or {}).get("fingerprint") == fingerprint and shown_status(meta) == FINISHED \
-                    and _comparable(saved, defaults) == wanted:
-                found = run.path
-        return found
+        finished = [run.path for run, meta, _ in self._runs_of(row, cell, config)
+                    if shown_status(meta) == FINISHED and (meta.get("data") or {}).get("fingerprint") == fingerprint]
+        return finished[-1] if finished else None
 
     def plan_all(self) -> list[CellPlan]:
         """Every cell's plan, sources first (a dependent cell sees its source's finished run)."""
