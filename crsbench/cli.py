@@ -372,7 +372,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="for a machine lent for a fixed time: start a cell only if its estimated time (as "
                           "--dry-run prints it) fits before WHEN, and at WHEN stop the running cells with a "
                           "checkpoint (the same command resumes them). WHEN: +2h30m, +90m, 08:30 or "
-                          "2026-12-02T08:30 (local time)")
+                          "2026-12-02T08:30 (local time); a time of day that passed under 6 h ago is "
+                          "refused, not read as tomorrow's")
     swp.add_argument("--fill", action="store_true",
                      help="with --deadline, on a machine whose runs/ is kept for the next allocation (a SLURM "
                           "job's shared disk, a kept VM): a worker that would stay idle starts a cell that does "

@@ -26,13 +26,21 @@ def test_deadline_forms():
     assert parse_deadline("+90m", NOW) == NOW + timedelta(minutes=90)
     assert parse_deadline("+45s", NOW) == NOW + timedelta(seconds=45)
     assert parse_deadline("08:30", NOW) == datetime(2026, 12, 2, 8, 30)
-    assert parse_deadline("06:00", NOW) == datetime(2026, 12, 3, 6, 0)         # passed today: tomorrow
+    assert parse_deadline("00:15", NOW) == datetime(2026, 12, 3, 0, 15)        # passed long ago: tomorrow
     assert parse_deadline("2026-12-02T09:15", NOW) == datetime(2026, 12, 2, 9, 15)
     for bad, message in (("+", "not a duration"), ("soon", "not a duration"), ("25:00", "not a time of day"),
-                         ("2026-12-01T09:00", "that time has passed")):
+                         ("2026-12-01T09:00", "that time has passed"),
+                         ("06:00", "06:00 passed 0h30m ago"), ("00:31", "passed 5h59m ago")):
         with pytest.raises(ConfigError, match=message) as err:
             parse_deadline(bad, NOW)
         assert "+2h30m" in err.value.hint
+
+
+def test_a_stale_time_of_day_names_tomorrows_date_in_its_hint():
+    """A chain's `--deadline 14:30` reached after 14:30 must not become tomorrow's 14:30 silently."""
+    with pytest.raises(ConfigError, match="chained sweep") as err:
+        parse_deadline("06:00", NOW)
+    assert "--deadline 2026-12-03T06:00" in err.value.hint
 
 
 class FakeExecutor:

@@ -15,12 +15,15 @@ from crsbench.errors import ConfigError
 
 _DURATION = re.compile(r"^\+?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 _FORMS = "+2h30m, +90m, 08:30 (the next such time of day), or 2026-12-02T08:30"
+# A time of day that passed less than this long ago is refused rather than read as tomorrow's: it is
+# almost always a deadline that went stale (a chained sweep started after it), not a wish to run a day.
+STALE_CLOCK = timedelta(hours=6)
 
 
 def parse_deadline(text: str, now: datetime | None = None) -> datetime:
     """The wall-clock time a `--deadline` value names, in local time: a duration from now
-    (`+2h30m`, `+90m`, `+45s`), a time of day (`08:30`: today, or tomorrow if that has passed),
-    or an ISO date and time."""
+    (`+2h30m`, `+90m`, `+45s`), a time of day (`08:30`: today, or tomorrow if that passed more than
+    STALE_CLOCK ago; within it, an error), or an ISO date and time."""
     now = now or datetime.now()
     value = text.strip()
     match = _DURATION.match(value)
@@ -33,7 +36,17 @@ def parse_deadline(text: str, now: datetime | None = None) -> datetime:
         except ValueError:
             raise ConfigError(f"--deadline {text!r}: not a time of day", hint=f"use {_FORMS}") from None
         when = datetime.combine(now.date(), clock)
-        return when if when > now else when + timedelta(days=1)
+        if when > now:
+            return when
+        if now - when < STALE_CLOCK:
+            ago = int((now - when).total_seconds() // 60)
+            tomorrow = when + timedelta(days=1)
+            raise ConfigError(f"--deadline {text!r}: {value} passed {ago // 60}h{ago % 60:02d}m ago "
+                              f"(now {now:%Y-%m-%d %H:%M}); read as tomorrow's {value} it would run "
+                              "almost a day (a chained sweep started after its deadline?)",
+                              hint=f"give the date and time, e.g. --deadline {tomorrow:%Y-%m-%dT%H:%M} "
+                                   f"for tomorrow, or a later time: {_FORMS}")
+        return when + timedelta(days=1)
     try:
         when = datetime.fromisoformat(value)
     except ValueError:
