@@ -246,6 +246,37 @@ def test_a_sweep_retrains_a_source_cell_whose_run_has_no_weights(setup, tmp_path
     assert by_row["kgsf-conv"].redo_reason == "it started from a run of kgsf / redial / seed 5 that does not count"
 
 
+def test_the_planner_sees_a_cell_that_another_process_finished_or_started_after_it_planned(setup, tmp_path):
+    """Two sweeps of one file: a cell planned `to do` here, then finished (or started) by the other
+    process, is DONE (or RUNNING) with the other's run when the driver is about to start it; runs
+    that were already there when the planner listed them are not mistaken for it."""
+    import os
+    import socket
+
+    from crsbench.sweep.plan import DONE, RUNNING, TODO, Planner
+    from crsbench.sweep.spec import load_sweep
+    data, common, rec = setup
+    small = {k: yaml.safe_load(v) for k, v in (o.split("=", 1) for o in common) if k != "run.output_dir"}
+    spec = {"name": "twice", "datasets": ["redial"], "seeds": [5], "output_dir": str(tmp_path / "runs"),
+            "set": small, "rows": [{"model": "kgsf", "set": {"run.tasks": ["rec"]}}]}
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    planner = Planner(load_sweep(path), str(data))
+    [plan] = planner.plan_all()
+    assert plan.status == TODO and planner.started_elsewhere(plan) is None
+    other = tmp_path / "runs" / "redial" / "kgsf" / "20991231-000000-seed5"     # the other sweep's run
+    shutil.copytree(rec.run_dir, other)
+    assert planner.started_elsewhere(plan).status == DONE
+    assert planner.started_elsewhere(plan).run_dir == other
+    meta = json.loads((other / "run.json").read_text())
+    meta.update(status="running", host=socket.gethostname(), pid=os.getpid(), pid_start=None)
+    (other / "run.json").write_text(json.dumps(meta))
+    assert planner.started_elsewhere(plan).status == RUNNING
+    later = Planner(load_sweep(path), str(data))                # planned after the other run appeared
+    [plan] = later.plan_all()
+    assert plan.status == RUNNING and later.started_elsewhere(plan) is None
+
+
 def test_an_interrupted_dependent_run_resumes_without_its_source(setup, tmp_path, monkeypatch):
     """A conversation run stopped mid-epoch resumes from its own checkpoint, which holds the source's
     frozen tensors too: it needs neither the source's directory nor its model.pt any more, and ends

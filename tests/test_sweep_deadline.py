@@ -14,7 +14,7 @@ from crsbench.run_dir import RunDir
 from crsbench.sweep import driver
 from crsbench.sweep.deadline import parse_deadline
 from crsbench.sweep.executors import Outcome
-from crsbench.sweep.plan import DONE, TODO, WAIT, CellPlan
+from crsbench.sweep.plan import DONE, RUNNING, TODO, WAIT, CellPlan
 from crsbench.sweep.spec import Cell, Row
 
 NOW = datetime(2026, 12, 2, 6, 30)
@@ -93,9 +93,13 @@ def _plans(tmp_path) -> list[CellPlan]:
             CellPlan(Cell("after", "redial", 2), after, WAIT)]
 
 
+class _Plans(list):
+    elsewhere: dict
+
+
 @pytest.fixture
 def planned(tmp_path, monkeypatch):
-    plans = _plans(tmp_path)
+    plans = _Plans(_plans(tmp_path))
 
     class FakePlanner:
         def __init__(self, *args):
@@ -106,6 +110,11 @@ def planned(tmp_path, monkeypatch):
 
         def plan(self, cell, done):                  # the waiting cell, once its source has finished
             return CellPlan(cell, plans[-1].row, TODO, overrides=[], config=plans[2].config)
+
+        def started_elsewhere(self, plan):           # what another process did meanwhile (set by a test)
+            return elsewhere.get(plan.cell.label)
+    elsewhere: dict[str, CellPlan] = {}
+    plans.elsewhere = elsewhere
     monkeypatch.setattr(driver, "Planner", FakePlanner)
     monkeypatch.setattr(driver, "record_finished", lambda run: None)
     monkeypatch.setattr(driver, "_materialise", lambda outcome, root: root)
@@ -142,6 +151,30 @@ def test_without_a_deadline_everything_starts(planned):
     report = driver.run_sweep(SWEEP, fake)
     assert not report.skipped and [c.label for c in report.ran] == [
         "long / redial / seed 2", "short / redial / seed 2", "after / redial / seed 2"]
+
+
+def test_a_cell_another_process_finished_meanwhile_is_not_trained_again(planned, tmp_path):
+    """Two sweeps of one file (two chains, a SLURM array): the long cell's seed 2 was finished by the
+    other after this sweep planned it, so it is not started here; its dependent starts from it."""
+    other = CellPlan(Cell("long", "redial", 2), planned[2].row, DONE, tmp_path / "other-long2")
+    planned.elsewhere["long / redial / seed 2"] = other
+    fake = FakeExecutor({"short / redial / seed 2": 0.1, "after / redial / seed 2": 0.1})
+    report = driver.run_sweep(SWEEP, fake)
+    assert fake.started == ["short / redial / seed 2", "after / redial / seed 2"]
+    assert not report.skipped and Cell("long", "redial", 2) in report.done
+    assert [c.label for c in report.ran] == ["short / redial / seed 2", "after / redial / seed 2"]
+
+
+def test_a_cell_another_process_started_meanwhile_is_skipped_with_its_dependents(planned, tmp_path):
+    other = CellPlan(Cell("long", "redial", 2), planned[2].row, RUNNING, tmp_path / "other-long2")
+    planned.elsewhere["long / redial / seed 2"] = other
+    fake = FakeExecutor({"short / redial / seed 2": 0.1})
+    report = driver.run_sweep(SWEEP, fake)
+    assert fake.started == ["short / redial / seed 2"]
+    reasons = dict((c.label, why) for c, why in report.skipped)
+    assert reasons["long / redial / seed 2"] == f"running in another process ({tmp_path / 'other-long2'})"
+    assert reasons["after / redial / seed 2"].startswith("its init_from cell long / redial / seed 2 did not "
+                                                         "finish here: running in another process")
 
 
 def test_the_dry_run_schedule_follows_the_drivers_order():

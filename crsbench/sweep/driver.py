@@ -187,10 +187,51 @@ def run_sweep(sweep: Sweep, executor, data_dir: str | None = None, same_build: b
                     + (f", to fill the time left ({why}): the deadline will stop it with a checkpoint"
                        if why else ""))
 
+    def taken_elsewhere(plan: CellPlan) -> bool:
+        """Whether another process finished or runs the cell since it was planned (then it is not
+        started here: done, or skipped as running there)."""
+        other = planner.started_elsewhere(plan)
+        if other is None:
+            return False
+        if other.status == DONE:
+            finished[plan.cell] = other.run_dir
+            report.done.append(plan.cell)
+            logger.info(f"not starting {plan.cell.label}: another process has finished it meanwhile ({other.run_dir})")
+        else:
+            report.skipped.append((plan.cell, f"running in another process ({other.run_dir})"))
+            logger.warning(f"not starting {plan.cell.label}: another process has started it meanwhile "
+                           f"({other.run_dir}); run this sweep again once it has finished")
+        return True
+
+    def release_waiting() -> bool:
+        """Queue (or count as done) each waiting cell whose source has finished, and skip those whose
+        source failed or was skipped; True when a cell joined the queue or became done."""
+        moved = False
+        for plan in list(waiting):
+            source = Cell(plan.row.init_from, plan.cell.dataset, plan.cell.seed)
+            if source in finished:
+                waiting.remove(plan)
+                new = planner.plan(plan.cell, finished)
+                if new.status == DONE:
+                    finished[new.cell] = new.run_dir
+                    report.done.append(new.cell)
+                else:
+                    queue.append(new)
+                moved = True
+            elif any(source == c for c, _ in report.failed + report.skipped):
+                why = next(reason for c, reason in report.failed + report.skipped if c == source)
+                waiting.remove(plan)
+                report.skipped.append((plan.cell, f"its init_from cell {source.label} did not finish here: {why}"))
+                logger.error(f"skipped {plan.cell.label}: its init_from cell {source.label} did not finish "
+                             f"here: {why}")
+        return moved
+
     try:
         while queue or waiting or running or deferred:
             while queue and len(running) < executor.capacity:
                 plan = queue.pop(0)
+                if taken_elsewhere(plan):
+                    continue
                 if why := _refusal(needs.get(plan.cell), deadline):
                     if fill and time.time() < deadline.timestamp():
                         deferred.append((plan, why))
@@ -201,6 +242,8 @@ def run_sweep(sweep: Sweep, executor, data_dir: str | None = None, same_build: b
                 start(plan)
             while deferred and not queue and len(running) < executor.capacity:
                 plan, why = deferred.pop(0)
+                if taken_elsewhere(plan):
+                    continue
                 why = _refusal(needs.get(plan.cell), deadline) or why       # as of now, not when deferred
                 if may_fill(time.time(), deadline.timestamp()):
                     start(plan, why)
@@ -208,6 +251,8 @@ def run_sweep(sweep: Sweep, executor, data_dir: str | None = None, same_build: b
                     report.skipped.append((plan.cell, f"not started: {why}; under {duration(FILL_MIN_S)} left "
                                                       "to fill"))
                     logger.warning(f"not starting {plan.cell.label}: {why}")
+            if release_waiting():                # a source finished elsewhere: its dependents may start
+                continue
             if not running:                      # what still waits has a source that will not run here
                 for plan in waiting:
                     source = Cell(plan.row.init_from, plan.cell.dataset, plan.cell.seed)
@@ -246,22 +291,7 @@ def run_sweep(sweep: Sweep, executor, data_dir: str | None = None, same_build: b
                     report.failed.append((plan.cell, outcome.error or outcome.status))
                     logger.error(f"{outcome.status} {plan.cell.label}: {(outcome.error or '').splitlines()[0]}"
                                  + (f" (log: {log})" if log else ""))
-            for plan in list(waiting):
-                source = Cell(plan.row.init_from, plan.cell.dataset, plan.cell.seed)
-                if source in finished:
-                    waiting.remove(plan)
-                    new = planner.plan(plan.cell, finished)
-                    if new.status == DONE:
-                        finished[new.cell] = new.run_dir
-                        report.done.append(new.cell)
-                    else:
-                        queue.append(new)
-                elif any(source == c for c, _ in report.failed + report.skipped):
-                    why = next(reason for c, reason in report.failed + report.skipped if c == source)
-                    waiting.remove(plan)
-                    report.skipped.append((plan.cell, f"its init_from cell {source.label} did not finish here: {why}"))
-                    logger.error(f"skipped {plan.cell.label}: its init_from cell {source.label} did not finish "
-                                 f"here: {why}")
+            release_waiting()
             if time.perf_counter() - last_report >= REPORT_EVERY_S:
                 logger.info(summary())
                 last_report = time.perf_counter()

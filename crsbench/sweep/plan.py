@@ -15,6 +15,10 @@ makes of the data (run.json's `data.content`): after a fix to preprocessing that
 and so the fingerprint, the cells trained on an older build are run again (a run that predates the
 content record counts as another build).
 
+The plan is made once, when the sweep starts; just before starting a cell, the driver asks
+`started_elsewhere` whether another process (a second sweep of the same file) has finished or started
+it since, so two sweeps side by side do not train one cell twice.
+
 A finished run that a since-fixed defect could have changed (`crsbench/results/fixed_defects.py`) is
 not done either: its cell is run again, and an interrupted such run is started afresh, not resumed.
 """
@@ -76,6 +80,7 @@ class Planner:
         self._runs: dict[Path, list[tuple[RunDir, dict, dict]]] = {}
         self._counted: dict[Cell, list[Path]] = {}      # every finished run that counts for a cell, oldest first
         self._alive: dict[Cell, Path] = {}              # a counting run of the cell that another process runs
+        self._first_listed: dict[Path, set[Path]] = {}  # the runs each listing held when first made
 
     def overrides(self, row: Row, cell: Cell, source: Path | None) -> list[str]:
         out = list(row.overrides) + [f"run.tag={row.tag}"]
@@ -119,10 +124,29 @@ class Planner:
                 except CrsbenchError:
                     continue
             self._runs[key] = found
+            self._first_listed.setdefault(key, {run.path for run, _, _ in found})
         return [c for c in self._runs[key] if c[1].get("model") == model]
 
     def forget(self, root: Path, dataset: str) -> None:
         self._runs.pop(root / dataset, None)
+
+    def started_elsewhere(self, plan: CellPlan) -> CellPlan | None:
+        """The cell's plan if another process (a second sweep of the same file, a SLURM array task) has
+        finished it, or is running it, since this planner first listed the runs: DONE or RUNNING with
+        that run, so the driver does not train the cell twice. None when no such run has appeared."""
+        root = Path(plan.config["run"]["output_dir"]).resolve()
+        key = root / plan.cell.dataset
+        self.forget(root, plan.cell.dataset)
+        fingerprint = self.fingerprint(plan.cell.dataset, plan.config["data"])
+        new = [(run, meta) for run, meta, _ in self._runs_of(plan.row, plan.cell, plan.config)
+               if run.path not in self._first_listed.get(key, set())]
+        for run, meta in reversed(new):                  # the newest first
+            status = shown_status(meta)
+            if status == FINISHED and (meta.get("data") or {}).get("fingerprint") == fingerprint:
+                return CellPlan(plan.cell, plan.row, DONE, run.path, plan.overrides, plan.config)
+            if status == RUN_ALIVE:
+                return CellPlan(plan.cell, plan.row, RUNNING, run.path, plan.overrides, plan.config)
+        return None
 
     def _runs_of(self, row: Row, cell: Cell, config: dict) -> Iterator[tuple[RunDir, dict, dict]]:
         """(run, meta, saved config) of every run with the cell's resolved config on its data (same
