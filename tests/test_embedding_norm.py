@@ -8,7 +8,7 @@ import torch
 from baselines.transformer import Transformer
 from crsbench.errors import ConfigError
 from crsbench.models.conversation import equal_norms
-from tests.conftest import model_defaults
+from conftest import model_defaults
 
 
 def _transformer(bundle, norm: str) -> Transformer:

@@ -273,7 +273,7 @@ def test_context_use_is_one_exactly_when_the_decoder_ignores_its_encoder(tiny_bu
     reads its context (gain != 1); with the encoder's output replaced by zeros it cannot (gain 1)."""
     from baselines.transformer import Transformer
     from crsbench.evaluator import evaluate_context_use
-    from tests.conftest import model_defaults
+    from conftest import model_defaults
     settings = model_defaults(Transformer)
     settings["conv"].update(dim=8, ffn=8)
     torch.manual_seed(0)
