@@ -251,13 +251,12 @@ def run_sweep(sweep: Sweep, executor, data_dir: str | None = None, same_build: b
                     report.skipped.append((plan.cell, f"not started: {why}; under {duration(FILL_MIN_S)} left "
                                                       "to fill"))
                     logger.warning(f"not starting {plan.cell.label}: {why}")
-            if release_waiting():                # a source finished elsewhere: its dependents may start
+            if release_waiting():                # a source finished (here or elsewhere): its dependents may start
                 continue
             if not running:                      # what still waits has a source that will not run here
                 for plan in waiting:
                     source = Cell(plan.row.init_from, plan.cell.dataset, plan.cell.seed)
-                    why = next((r for c, r in report.failed + report.skipped if c == source), "not run")
-                    report.skipped.append((plan.cell, f"its init_from cell {source.label} did not finish here: {why}"))
+                    report.skipped.append((plan.cell, f"its init_from cell {source.label} did not finish here: not run"))
                 waiting.clear()
                 break
             if deadline is not None and time.time() >= deadline.timestamp():
@@ -291,7 +290,6 @@ def run_sweep(sweep: Sweep, executor, data_dir: str | None = None, same_build: b
                     report.failed.append((plan.cell, outcome.error or outcome.status))
                     logger.error(f"{outcome.status} {plan.cell.label}: {(outcome.error or '').splitlines()[0]}"
                                  + (f" (log: {log})" if log else ""))
-            release_waiting()
             if time.perf_counter() - last_report >= REPORT_EVERY_S:
                 logger.info(summary())
                 last_report = time.perf_counter()
