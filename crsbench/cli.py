@@ -52,8 +52,13 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     from crsbench.results.store import results_db
     get_dataset(args.dataset)                       # an unknown dataset is an error, not an empty table
     version = None if args.all_data else current_data_version(args.dataset, args.data_dir)
+    builds = None
+    if args.same_build:
+        from crsbench.datasets.loader import CurrentBuilds
+        builds = CurrentBuilds(args.data_dir)
     table = compare(results_db(args.output_dir), args.dataset, split=args.split,
-                    metrics=args.metrics.split(",") if args.metrics else None, data_version=version)
+                    metrics=args.metrics.split(",") if args.metrics else None, data_version=version,
+                    seeds=set(args.seeds) if args.seeds else None, builds=builds)
     if args.baseline or args.ci:
         from crsbench.results import row_tests
         if args.baseline:
@@ -103,7 +108,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         executor = LocalExecutor(args.workers or 1, args.runs_per_gpu, args.data_dir)
     report = run_sweep(sweep, executor, args.data_dir, args.same_build, deadline,
                        whole if whole is not sweep else None, args.fill)
-    print(sweep_table(sweep, args.data_dir))
+    print(sweep_table(sweep, args.data_dir, same_build=args.same_build))
     for cell, error in report.failed + report.skipped:
         print(f"not done: {cell.label}: {error.splitlines()[0]}", file=sys.stderr)
     return 1 if report.failed or report.skipped else 0
@@ -115,7 +120,7 @@ def _print_sweep_tables(sweep, args: argparse.Namespace) -> int:
 
     from crsbench.atomic import atomic_write_text
     from crsbench.sweep.driver import sweep_tables
-    tables = sweep_tables(sweep, args.data_dir, args.baseline, args.resamples, args.test_seed)
+    tables = sweep_tables(sweep, args.data_dir, args.baseline, args.resamples, args.test_seed, args.same_build)
     for dataset, table in tables.items():
         print(f"### {dataset}\n\n{table.to_markdown()}\n")
         if args.csv:
@@ -330,6 +335,10 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("--data-dir", help="data directory whose data version is shown (default as for run)")
     cmp_.add_argument("--all-data", action="store_true",
                       help="also show runs on other data versions (with a data-version column)")
+    cmp_.add_argument("--seeds", nargs="+", type=int, metavar="SEED", help="only these seeds' runs")
+    cmp_.add_argument("--same-build", action="store_true",
+                      help="only runs made on the preprocessing build this code makes of their data (run.json's "
+                           "data.content): conversation scores move with the word vectors a build holds")
     cmp_.add_argument("--baseline", metavar="MODEL[:TAG]",
                       help="test every row against this one: paired test over instances (*), Welch over seeds (†)")
     cmp_.add_argument("--ci", action="store_true",
@@ -353,7 +362,8 @@ def build_parser() -> argparse.ArgumentParser:
     swp.add_argument("--dry-run", action="store_true", help="list the cells and which are done, run nothing")
     swp.add_argument("--rows", nargs="+", metavar="ROW", help="only these rows (and the rows they start from)")
     swp.add_argument("--seeds", nargs="+", type=int, metavar="SEED",
-                     help="only these seeds, e.g. --seeds 1 to get one seed of every row first")
+                     help="only these seeds, e.g. --seeds 1 to get one seed of every row first (--table: "
+                          "only their runs)")
     swp.add_argument("--table", action="store_true",
                      help="print the comparison of the sweep's rows (on its data settings) from the results "
                           "store and run nothing: how a BENCHMARKS table is regenerated from its sweep file")
@@ -367,7 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="a cell counts as done only if its run was made on the preprocessing build this code "
                           "makes of the data (run.json's data.content); cells finished on an older build (or "
                           "before that was recorded) run again. For after a preprocessing fix that kept the "
-                          "raw files (and so the data fingerprint)")
+                          "raw files (and so the data fingerprint). With --table, only such runs are shown")
     swp.add_argument("--deadline", metavar="WHEN",
                      help="for a machine lent for a fixed time: start a cell only if its estimated time (as "
                           "--dry-run prints it) fits before WHEN, and at WHEN stop the running cells with a "

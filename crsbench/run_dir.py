@@ -262,3 +262,11 @@ def find_runs(root: Path, dataset: str | None = None) -> list[RunDir]:
     """Every run directory under a runs root (optionally of one dataset), oldest name first."""
     pattern = f"{dataset}/*/*/{RunDir.META}" if dataset else f"*/*/*/{RunDir.META}"
     return [RunDir(p.parent) for p in sorted(Path(root).glob(pattern))]
+
+
+def made_on_build(meta: dict[str, Any], build: str) -> bool:
+    """Whether a run started, and (if resumed) resumed, on the preprocessing build `build` (run.json's
+    `data.content`; `content_at_resume` is recorded only where a resume found another build). A run
+    that predates the content record is on no known build."""
+    data = meta.get("data") or {}
+    return data.get("content") == build and data.get("content_at_resume", build) == build

@@ -10,6 +10,7 @@ import statistics
 import pytest
 import yaml
 
+from crsbench.datasets.loader import CurrentBuilds
 from crsbench.errors import DataError
 from crsbench.results.compare import compare
 from crsbench.results.store import ResultStore, code_version, reindex, results_db
@@ -190,3 +191,32 @@ def test_compare_keeps_only_the_rows_asked_for_and_notes_only_their_runs(tmp_pat
     kbrd_only = compare(results_db(root), "redial", data_version=DATA, keep=lambda key: key[0] == "kbrd")
     assert [r.model for r in kbrd_only.rows] == ["kbrd"] and not kbrd_only.notes
 
+
+
+class _OneBuild(CurrentBuilds):
+    """This code's build of every dataset is content "a…" (no preprocessing in a unit test)."""
+
+    def content(self, name, data_settings):
+        assert name == "redial" and "dir" not in data_settings and "cache_dir" not in data_settings
+        return "a" * 64
+
+
+def test_compare_can_keep_only_some_seeds_and_only_the_runs_of_this_codes_build(tmp_path):
+    root = tmp_path / "runs"
+    _fake_run(root, "t1", "textcnn", 1, 0.1, content="b" * 64)        # an older build
+    _fake_run(root, "t2", "textcnn", 2, 0.2, content="a" * 64)
+    _fake_run(root, "t3", "textcnn", 3, 0.3, content="a" * 64)
+    resumed = _fake_run(root, "t4", "textcnn", 4, 0.4, content="a" * 64)
+    resumed.update_meta(data={**resumed.read_meta()["data"], "content_at_resume": "c" * 64})
+    _fake_run(root, "k1", "kbrd", 1, 0.5)                             # from before content digests
+    reindex(root)
+    store = results_db(root)
+    assert [len(r.cells["all/recall@10"].values) for r in compare(store, "redial", data_version=DATA).rows] == [1, 4]
+    same = compare(store, "redial", data_version=DATA, builds=_OneBuild())
+    (row,) = same.rows
+    assert row.model == "textcnn" and row.cells["all/recall@10"].values == [0.2, 0.3]
+    assert any(n.startswith("3 finished run(s) left out as not made on the preprocessing build") for n in same.notes)
+    assert not any("its runs started on" in n for n in same.notes)    # nothing mixed is left to note
+    some = compare(store, "redial", data_version=DATA, seeds={1, 3})
+    assert {(r.model, tuple(r.cells["all/recall@10"].values)) for r in some.rows} == {("kbrd", (0.5,)),
+                                                                                       ("textcnn", (0.1, 0.3))}

@@ -240,6 +240,10 @@ def test_same_build_reruns_the_cells_finished_on_another_preprocessing_build(env
                      r"\(another preprocessing build\)", listing), listing
     assert re.search(rf"context_repeat / redial / seed 1 +done +{re.escape(str(kept.parent))}", listing), listing
     assert "2 cells: 1 done, 0 to resume, 1 to do (1 of them re-do a run that does not count)" in listing
+    # the table of this build's runs only: the older build's popularity run is left out, and said to be
+    only_build = crsbench("sweep", str(path), "--table", "--same-build", env=env).stdout
+    assert "| context_repeat | 1 |" in only_build and "| popularity |" not in only_build, only_build
+    assert "1 finished run(s) left out as not made on the preprocessing build" in only_build
     again = crsbench("sweep", str(path), "--same-build", env=env)
     assert again.returncode == 0, again.stderr[-3000:]
     assert f"again: {old.parent} does not count (another preprocessing build)" in again.stderr

@@ -9,10 +9,11 @@ from loguru import logger
 from crsbench.datasets.base import DatasetSpec, resolve_cache_dir, resolve_data_dir
 from crsbench.datasets.cache import load_or_build
 from crsbench.datasets.instances import SplitInstances, build_instances
-from crsbench.datasets.provenance import DataVersion
+from crsbench.datasets.provenance import NOT_KEYED, DataVersion, keyed_settings
 from crsbench.datasets.types import DatasetBundle
 from crsbench.errors import DataError
 from crsbench.registry import get_dataset
+from crsbench.run_dir import RunDir, made_on_build
 
 
 @dataclass
@@ -46,6 +47,29 @@ def current_content(name: str, data_settings: dict, data_dir: str | Path | None 
     (read from the cache, built and cached first where missing): what `sweep --same-build` compares
     a finished run's `data.content` with."""
     return _bundle(dataset_spec(name, data_settings, data_dir), data_settings).content
+
+
+class CurrentBuilds:
+    """`current_content` per dataset and keyed data settings, each looked up once (a sweep or a table
+    asks once per run), and whether a run was made on this code's build of its data: what
+    `sweep --same-build` and `compare --same-build` keep."""
+
+    def __init__(self, data_dir: str | Path | None = None) -> None:
+        self.data_dir = data_dir
+        self._contents: dict[tuple, str] = {}
+
+    def content(self, name: str, data_settings: dict) -> str:
+        key = (name, repr(sorted(keyed_settings(data_settings).items())))
+        if key not in self._contents:
+            self._contents[key] = current_content(name, data_settings, self.data_dir)
+        return self._contents[key]
+
+    def made(self, run: RunDir) -> bool:
+        """Whether `run` started (and resumed) on the build this code makes of the data its saved
+        config names; its data and cache directories are this machine's, not the run's."""
+        meta = run.read_meta()
+        data = {k: v for k, v in (run.read_config().get("data") or {}).items() if k not in NOT_KEYED}
+        return made_on_build(meta, self.content(meta["dataset"], data))
 
 
 def _bundle(spec: DatasetSpec, data_settings: dict) -> DatasetBundle:

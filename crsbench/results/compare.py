@@ -16,13 +16,16 @@ import math
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Collection, Sequence
 
 from crsbench.datasets.instances import VIEWS
 from crsbench.errors import CrsbenchError
 from crsbench.results.fixed_defects import defects_of_run
 from crsbench.results.store import ResultStore
 from crsbench.run_dir import RunDir
+
+if TYPE_CHECKING:
+    from crsbench.datasets.loader import CurrentBuilds
 
 GEN_VIEW = "gen"
 VIEW_ORDER = (*VIEWS, GEN_VIEW)
@@ -155,24 +158,31 @@ def _column_key(column: str) -> tuple:
 def compare(store: ResultStore, dataset: str, split: str = "test", metrics: Sequence[str] | None = None,
             data_version: str | None = None,
             keep: Callable[[tuple[str, str, str, str]], bool] | None = None,
-            skip_fixed: bool = False) -> ComparisonTable:
+            skip_fixed: bool = False, seeds: Collection[int] | None = None,
+            builds: "CurrentBuilds | None" = None) -> ComparisonTable:
     """Build the table. `metrics` names metrics without view (e.g. recall@10); default recall@1/10/50
     for every view plus the main generation metrics when present. `data_version` (the hash of the
     raw files) keeps only runs on that data; None keeps all and shows the data column. `keep`, given
     a row's (model, tag, protocol, data fingerprint), says whether its runs belong in the table (a
     sweep's rows), so the notes speak of those runs only. `skip_fixed` leaves out the runs that a
-    since-fixed defect could have changed (figures do; the table only notes them)."""
+    since-fixed defect could have changed (figures do; the table only notes them). `seeds` keeps only
+    those seeds' runs; `builds` keeps only the runs made on the preprocessing build this code makes of
+    their data (`--same-build`: conversation scores depend on the word vectors the build holds)."""
     latest: dict[tuple, dict[str, tuple[float, str, str]]] = {}     # metric -> (value, run dir, run id)
     other_data = 0
     skipped: list[str] = []
     superseded: set[str] = set()         # runs a later run of the same row and seed overrode (other values)
+    other_builds = 0
     for run in store.runs(dataset=dataset):                       # oldest first: later runs win
-        if run["status"] != "finished":
+        if run["status"] != "finished" or (seeds is not None and run["seed"] not in seeds):
             continue
         if data_version is not None and run["data_version"] != data_version:
             other_data += 1
             continue
         if keep is not None and not keep((run["model"], run["tag"], run["protocol"], run["data_fingerprint"])):
+            continue
+        if builds is not None and not _on_build(builds, run["run_dir"]):
+            other_builds += 1
             continue
         if skip_fixed and defects_of_run(run["run_dir"]):
             skipped.append(run["run_dir"])
@@ -206,6 +216,10 @@ def compare(store: ResultStore, dataset: str, split: str = "test", metrics: Sequ
     table.show_protocol = len({r.protocol for r in table.rows}) > 1
     if other_data:
         table.notes.append(f"{other_data} finished run(s) on other data versions left out (--all-data shows them).")
+    if other_builds:
+        table.notes.append(f"{other_builds} finished run(s) left out as not made on the preprocessing build this "
+                           "code makes (another build, one from before builds were recorded, or an unreadable "
+                           "record); without --same-build they are shown.")
     if superseded:
         table.notes.append(f"{len(superseded)} earlier run(s) replaced by a later run of the same row and seed with "
                            f"other results (each seed shows its latest run; `crsbench runs` lists them all).")
@@ -216,6 +230,13 @@ def compare(store: ResultStore, dataset: str, split: str = "test", metrics: Sequ
     table.notes.extend(_mixed_builds(table.rows))
     table.notes.extend(_before_fixes(table.rows))
     return table
+
+
+def _on_build(builds: "CurrentBuilds", run_dir: str) -> bool:
+    try:
+        return builds.made(RunDir(Path(run_dir)))
+    except (CrsbenchError, OSError):
+        return False
 
 
 def _before_fixes(rows: Sequence[Row]) -> list[str]:

@@ -305,10 +305,12 @@ def run_sweep(sweep: Sweep, executor, data_dir: str | None = None, same_build: b
 
 
 def sweep_tables(sweep: Sweep, data_dir: str | None = None, baseline: str | None = None,
-                 resamples: int = RESAMPLES, test_seed: int = SEED) -> dict[str, "ComparisonTable"]:
-    """`crsbench compare` of each dataset, restricted to the sweep's rows (and their data: a row's
-    runs on other data settings, say the release's instance set, belong to other sweeps), with
-    significance markers against `baseline` (MODEL[:TAG], one of the rows) when given."""
+                 resamples: int = RESAMPLES, test_seed: int = SEED,
+                 same_build: bool = False) -> dict[str, "ComparisonTable"]:
+    """`crsbench compare` of each dataset, restricted to the sweep's rows and seeds (and their data: a
+    row's runs on other data settings, say the release's instance set, belong to other sweeps), with
+    significance markers against `baseline` (MODEL[:TAG], one of the rows) when given; with
+    `same_build`, only the runs made on this code's preprocessing build, as `sweep --same-build` counts."""
     from crsbench.datasets.loader import current_data_version
     from crsbench.results import row_tests
     from crsbench.results.compare import compare
@@ -322,15 +324,17 @@ def sweep_tables(sweep: Sweep, data_dir: str | None = None, baseline: str | None
             if dataset in r.datasets:
                 _, config = planner.resolve(r, Cell(r.name, dataset, r.seeds[0]), None)
                 keep.add((r.model, r.tag, r.protocol or "crsbench", planner.fingerprint(dataset, config["data"])))
+        seeds = {seed for r in sweep.rows if dataset in r.datasets for seed in r.seeds}
         table = compare(results_db(root), dataset, data_version=current_data_version(dataset, data_dir),
-                        keep=keep.__contains__)
+                        keep=keep.__contains__, seeds=seeds, builds=planner.builds if same_build else None)
         if baseline is not None:
             row_tests.add_significance(table, baseline, resamples, test_seed)
         tables[dataset] = table
     return tables
 
 
-def sweep_table(sweep: Sweep, data_dir: str | None = None, baseline: str | None = None) -> str:
+def sweep_table(sweep: Sweep, data_dir: str | None = None, baseline: str | None = None,
+                same_build: bool = False) -> str:
     """The Markdown of `sweep_tables`, a section per dataset."""
-    return "\n\n".join(f"### {dataset}\n\n{table.to_markdown()}"
-                        for dataset, table in sweep_tables(sweep, data_dir, baseline).items())
+    return "\n\n".join(f"### {dataset}\n\n{table.to_markdown()}" for dataset, table
+                        in sweep_tables(sweep, data_dir, baseline, same_build=same_build).items())

@@ -33,7 +33,8 @@ from crsbench.config.loader import LOCATION_SETTINGS, fill_defaults
 from crsbench.datasets.provenance import keyed_settings
 from crsbench.errors import CrsbenchError, StorageError
 from crsbench.results.fixed_defects import defects_of
-from crsbench.run_dir import FAILED, FINISHED, INTERRUPTED, RUNNING as RUN_ALIVE, STALE, RunDir, shown_status
+from crsbench.run_dir import (FAILED, FINISHED, INTERRUPTED, RUNNING as RUN_ALIVE, STALE, RunDir, made_on_build,
+                              shown_status)
 from crsbench.sweep.spec import Cell, Row, Sweep, cells
 
 DONE, RESUME, TODO, WAIT, RUNNING = "done", "resume", "to do", "waits", "running"
@@ -76,7 +77,8 @@ class Planner:
     def __init__(self, sweep: Sweep, data_dir: str | None = None, same_build: bool = False) -> None:
         self.sweep, self.data_dir, self.same_build = sweep, data_dir, same_build
         self._fingerprints: dict[tuple, str] = {}
-        self._contents: dict[tuple, str] = {}
+        from crsbench.datasets.loader import CurrentBuilds
+        self.builds = CurrentBuilds(data_dir)
         self._runs: dict[Path, list[tuple[RunDir, dict, dict]]] = {}
         self._counted: dict[Cell, list[Path]] = {}      # every finished run that counts for a cell, oldest first
         self._alive: dict[Cell, Path] = {}              # a counting run of the cell that another process runs
@@ -106,11 +108,7 @@ class Planner:
 
     def content(self, dataset: str, data: dict) -> str:
         """The content digest of this code's preprocessing build of the data (built if not cached)."""
-        from crsbench.datasets.loader import current_content
-        key = (dataset, repr(sorted(keyed_settings(data).items())))
-        if key not in self._contents:
-            self._contents[key] = current_content(dataset, data, self.data_dir)
-        return self._contents[key]
+        return self.builds.content(dataset, data)
 
     def _candidates(self, root: Path, dataset: str, model: str) -> list[tuple[RunDir, dict, dict]]:
         """(run, meta, config) of every readable run of a model on a dataset, newest last."""
@@ -192,8 +190,7 @@ class Planner:
                 continue
             status = shown_status(meta)
             why = ""
-            if build is not None and not (data.get("content") == build
-                                          and data.get("content_at_resume", build) == build):
+            if build is not None and not made_on_build(meta, build):
                 why = "another preprocessing build"
             elif defects := defects_of(meta, saved):
                 why = "made before the fix of " + ", ".join(f"{d.name} ({d.commit[:7]})" for d in defects)
