@@ -157,7 +157,11 @@ def _cmd_plot(args: argparse.Namespace) -> int:
             print(plots.data_curve_table(plotted, args.extrapolate_to))
         elif args.figure == "ablation":
             notes: list[str] = []
-            plots.ablation(results_db(args.output_dir), args.dataset, out, version, notes=notes)
+            builds = None
+            if args.same_build:
+                from crsbench.datasets.loader import CurrentBuilds
+                builds = CurrentBuilds(args.data_dir)
+            plots.ablation(results_db(args.output_dir), args.dataset, out, version, notes=notes, builds=builds)
             for note in notes:
                 print(f"note: {note}")
         else:
@@ -408,6 +412,8 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("--output-dir", default="runs", help="where the runs and results.sqlite are")
     plot.add_argument("--data-dir", help="data directory whose data version is plotted (default as for run)")
     plot.add_argument("--all-data", action="store_true", help="also runs on other data versions")
+    plot.add_argument("--same-build", action="store_true",
+                      help="ablation: only runs made on the preprocessing build this code makes (as compare)")
     plot.set_defaults(func=_cmd_plot)
 
     hist = sub.add_parser("history", help="a run's per-epoch record (history.jsonl) as a Markdown table")

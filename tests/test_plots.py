@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import yaml
 
+from crsbench.datasets.loader import CurrentBuilds
 from crsbench.errors import ConfigError
 from crsbench.results import plots, size_order
 from crsbench.results.outcomes import Outcomes, RecOutcomes, write_outcomes
@@ -34,6 +35,11 @@ def _run(tmp_path, store, name, model, seed, metrics, tag="", config=None, histo
                      recorded_at=f"t{seed}", data_version=DATA,
                      data_fingerprint=DATA + str(train_conversations or ""))
     return run
+
+
+class _BuildC(CurrentBuilds):
+    def content(self, name, data_settings):
+        return "c" * 64
 
 
 def test_ablation_bars_are_the_compare_numbers(tmp_path):
@@ -69,6 +75,11 @@ def test_ablation_bars_are_the_compare_numbers(tmp_path):
     assert (f"the bars come from 2 preprocessing builds of the data (content bbbbbbbbbb: kgsf; content cccccccccc: "
             f"kgsf -KG-D, kgsf -copy)") in " ".join(notes)
     assert any("1 run(s) left out, made before the fix" in note and str(exposed.path) in note for note in notes)
+    # --same-build: only the bars of this code's build (here "c…"), and no mixed-build note
+    notes = []
+    one_build = plots.ablation(store, "redial", tmp_path / "fig3.png", DATA, notes=notes, builds=_BuildC())
+    assert list(one_build) == ["kgsf -KG-D", "kgsf -copy"]
+    assert not any("preprocessing builds of the data" in note for note in notes)
     table = compare(store, "redial", data_version=DATA, skip_fixed=True)
     assert table.rows[-1].seeds == 2
     for row in table.rows:

@@ -159,7 +159,7 @@ def compare(store: ResultStore, dataset: str, split: str = "test", metrics: Sequ
             data_version: str | None = None,
             keep: Callable[[tuple[str, str, str, str]], bool] | None = None,
             skip_fixed: bool = False, seeds: Collection[int] | None = None,
-            builds: "CurrentBuilds | None" = None) -> ComparisonTable:
+            builds: CurrentBuilds | None = None) -> ComparisonTable:
     """Build the table. `metrics` names metrics without view (e.g. recall@10); default recall@1/10/50
     for every view plus the main generation metrics when present. `data_version` (the hash of the
     raw files) keeps only runs on that data; None keeps all and shows the data column. `keep`, given
@@ -232,7 +232,7 @@ def compare(store: ResultStore, dataset: str, split: str = "test", metrics: Sequ
     return table
 
 
-def _on_build(builds: "CurrentBuilds", run_dir: str) -> bool:
+def _on_build(builds: CurrentBuilds, run_dir: str) -> bool:
     try:
         return builds.made(RunDir(Path(run_dir)))
     except (CrsbenchError, OSError):

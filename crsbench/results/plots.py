@@ -21,6 +21,7 @@ import math
 import statistics
 from collections import defaultdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from crsbench.errors import ConfigError, CrsbenchError
 from crsbench.results.compare import compare, content_of, row_label
@@ -30,6 +31,9 @@ from crsbench.results.size_order import ALPHA, pair_tests, reversals, size_order
 from crsbench.results.store import ResultStore
 from crsbench.results.trend import LogTrend
 from crsbench.run_dir import RunDir
+
+if TYPE_CHECKING:
+    from crsbench.datasets.loader import CurrentBuilds
 
 FIGURES = ("mim-curve", "ablation", "curves", "data-curve")
 ABLATION_ROWS = (("kgsf", ""), ("kgsf", "-KG-D"), ("kgsf", "-copy"), ("kgsf", "-MIM"), ("kgsf", "faithful"))
@@ -130,13 +134,13 @@ def _builds_across_rows(rows: list) -> list[str]:
 
 
 def ablation(store: ResultStore, dataset: str, out: Path, data_version: str | None = None,
-             notes: list[str] | None = None) -> dict:
+             notes: list[str] | None = None, builds: CurrentBuilds | None = None) -> dict:
     """Figure 3; returns {row label: {metric: (mean, std, seeds)}}, the numbers of `crsbench compare`,
     less the runs a since-fixed defect could have changed (said in `notes`, with compare's other
     notes). A row's seeds are those with conversation scores (its recommender-only runs count in the
-    table's seed column, not here)."""
+    table's seed column, not here). `builds`: only the runs of this code's build (compare's)."""
     table = compare(store, dataset, metrics=[m.split("/")[1] for m in ABLATION_METRICS], data_version=data_version,
-                    keep=lambda row: row[:2] in ABLATION_ROWS, skip_fixed=True)
+                    keep=lambda row: row[:2] in ABLATION_ROWS, skip_fixed=True, builds=builds)
     if notes is not None:
         notes.extend(table.notes)
     rows = [r for key in ABLATION_ROWS for r in table.rows if (r.model, r.tag) == key
