@@ -366,8 +366,9 @@ def build_parser() -> argparse.ArgumentParser:
     swp.add_argument("--dry-run", action="store_true", help="list the cells and which are done, run nothing")
     swp.add_argument("--rows", nargs="+", metavar="ROW", help="only these rows (and the rows they start from)")
     swp.add_argument("--seeds", nargs="+", type=int, metavar="SEED",
-                     help="only these seeds, e.g. --seeds 1 to get one seed of every row first (--table: "
-                          "only their runs)")
+                     help="only these seeds, in this order: cells run seed by seed (ascending by default), "
+                          "so --seeds 3 1 finishes seed 3 of every row first and starts seed 1's cells on "
+                          "workers seed 3 leaves idle (--table: only their runs)")
     swp.add_argument("--table", action="store_true",
                      help="print the comparison of the sweep's rows (on its data settings) from the results "
                           "store and run nothing: how a BENCHMARKS table is regenerated from its sweep file")

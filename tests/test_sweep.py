@@ -64,7 +64,8 @@ def test_sweep_files_are_checked(tmp_path):
         load_sweep(_write(tmp_path, {"rows": [{"model": "kgsf"}, {"model": "kgsf"}]}))
     sweep = load_sweep(_write(tmp_path, {"seeds": [1, 2], "rows": [{"model": "kgsf", "set": {"run.tasks": ["rec"]}},
                                                                    {"model": "kgsf", "name": "c", "init_from": "kgsf"}]}))
-    assert [c.label for c in cells(sweep)][:2] == ["kgsf / redial / seed 1", "kgsf / redial / seed 2"]
+    assert [c.label for c in cells(sweep)] == ["kgsf / redial / seed 1", "c / redial / seed 1",     # seed by seed
+                                               "kgsf / redial / seed 2", "c / redial / seed 2"]
     assert sweep.rows[0].overrides == ["run.tasks=[rec]"]
 
 
@@ -75,6 +76,10 @@ def test_a_sweep_narrows_to_rows_and_seeds_keeping_the_rows_they_start_from(tmp_
     first = narrow(sweep, seeds=[1])
     assert [c.label for c in cells(first)] == ["popularity / redial / seed 1", "kgsf / redial / seed 1",
                                                "c / redial / seed 1"]           # kbrd has no seed 1: dropped
+    # --seeds 3 1: seed 3 of every row first, then seed 1 (a source still before its dependent)
+    assert [c.label for c in cells(narrow(sweep, seeds=[3, 1]))] == [
+        "popularity / redial / seed 3", "kgsf / redial / seed 3", "c / redial / seed 3", "kbrd / redial / seed 3",
+        "popularity / redial / seed 1", "kgsf / redial / seed 1", "c / redial / seed 1"]
     conv = narrow(sweep, rows=["c"], seeds=[2, 3])
     assert [r.name for r in conv.rows] == ["kgsf", "c"] and conv.rows[1].seeds == [2, 3]
     assert {c.label for c in cells(conv)} <= {c.label for c in cells(sweep)}   # same cells as the full sweep
@@ -85,7 +90,7 @@ def test_a_sweep_narrows_to_rows_and_seeds_keeping_the_rows_they_start_from(tmp_
         narrow(sweep, seeds=[4])
 
 
-def test_interrupted_cells_run_before_new_ones_then_file_order(tmp_path):
+def test_interrupted_cells_run_before_new_ones_then_seed_by_seed(tmp_path):
     sweep = load_sweep(_write(tmp_path, {"seeds": [1, 2], "rows": [
         {"model": "popularity"}, {"model": "kgsf"}, {"model": "kgsf", "name": "c", "init_from": "kgsf"}]}))
     status = {"popularity / redial / seed 1": DONE, "kgsf / redial / seed 2": RESUME,
@@ -93,7 +98,7 @@ def test_interrupted_cells_run_before_new_ones_then_file_order(tmp_path):
     row = {r.name: r for r in sweep.rows}
     plans = [CellPlan(c, row[c.row], status.get(c.label, TODO)) for c in cells(sweep)]
     assert [p.cell.label for p in run_order(plans)] == [
-        "kgsf / redial / seed 2", "popularity / redial / seed 2", "kgsf / redial / seed 1"]
+        "kgsf / redial / seed 2", "kgsf / redial / seed 1", "popularity / redial / seed 2"]
 
 
 @pytest.mark.parametrize("path", sorted((REPO / "sweeps").glob("*.yaml")), ids=lambda p: p.name)

@@ -32,7 +32,8 @@ REPORT_EVERY_S = 30.0
 
 def run_order(plans: list[CellPlan]) -> list[CellPlan]:
     """The cells to start, interrupted ones first (half their compute is spent, and their results are
-    the nearest), then the new ones in file order; cells waiting for their init_from cell join later."""
+    the nearest), then the new ones in the sweep's order (seed by seed, `spec.cells`); cells waiting
+    for their init_from cell join later."""
     return [p for p in plans if p.status == RESUME] + [p for p in plans if p.status == TODO]
 
 

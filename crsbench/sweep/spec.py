@@ -53,6 +53,7 @@ class Sweep:
     path: Path
     rows: list[Row]
     output_dir: str | None = None
+    seed_order: tuple[int, ...] = ()      # `--seeds 3 1`: seed 3's cells before seed 1's (default: ascending)
 
     def row(self, name: str) -> Row:
         return next(r for r in self.rows if r.name == name)
@@ -160,12 +161,18 @@ def load_sweep(path: str | Path) -> Sweep:
 
 
 def cells(sweep: Sweep) -> list[Cell]:
-    """Every (row, dataset, seed) of the sweep, in file order."""
-    return [Cell(r.name, d, s) for r in sweep.rows for d in r.datasets for s in r.seeds]
+    """Every (row, dataset, seed) of the sweep, seed by seed (ascending, or in `--seeds` order) and in
+    file order within a seed: a whole seed of the table comes first, and a row's source (an earlier
+    row) comes before it. This is the order the driver starts cells in."""
+    every = [(r, d, s) for r in sweep.rows for d in r.datasets for s in r.seeds]
+    first = {seed: rank for rank, seed in enumerate(sweep.seed_order)}
+    order = sorted(range(len(every)), key=lambda i: (first.get(every[i][2], len(first)), every[i][2], i))
+    return [Cell(every[i][0].name, every[i][1], every[i][2]) for i in order]
 
 
 def narrow(sweep: Sweep, rows: list[str] | None = None, seeds: list[int] | None = None) -> Sweep:
     """The part of a sweep to run now (`crsbench sweep --rows/--seeds`), e.g. seed 1 of every row first.
+    `seeds` in the order to run them: `[3, 1]` starts seed 1's cells only when no cell of seed 3 can start.
 
     A kept row brings the rows it starts from (init_from), so its cells can still be planned; the
     narrowed sweep's cells are the full sweep's, so a later full run finds them done."""
@@ -186,4 +193,4 @@ def narrow(sweep: Sweep, rows: list[str] | None = None, seeds: list[int] | None 
             wanted.add(row.init_from)
     kept = [replace(row, seeds=[s for s in row.seeds if seeds is None or s in seeds])
             for row in sweep.rows if row.name in wanted]
-    return replace(sweep, rows=[row for row in kept if row.seeds])
+    return replace(sweep, rows=[row for row in kept if row.seeds], seed_order=tuple(seeds or ()))
