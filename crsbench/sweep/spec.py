@@ -164,10 +164,9 @@ def cells(sweep: Sweep) -> list[Cell]:
     """Every (row, dataset, seed) of the sweep, seed by seed (ascending, or in `--seeds` order) and in
     file order within a seed: a whole seed of the table comes first, and a row's source (an earlier
     row) comes before it. This is the order the driver starts cells in."""
-    every = [(r, d, s) for r in sweep.rows for d in r.datasets for s in r.seeds]
-    first = {seed: rank for rank, seed in enumerate(sweep.seed_order)}
-    order = sorted(range(len(every)), key=lambda i: (first.get(every[i][2], len(first)), every[i][2], i))
-    return [Cell(every[i][0].name, every[i][1], every[i][2]) for i in order]
+    rank = {seed: i for i, seed in enumerate(sweep.seed_order)}
+    in_file_order = [Cell(r.name, d, s) for r in sweep.rows for d in r.datasets for s in r.seeds]
+    return sorted(in_file_order, key=lambda c: (rank.get(c.seed, len(rank)), c.seed))     # stable sort
 
 
 def narrow(sweep: Sweep, rows: list[str] | None = None, seeds: list[int] | None = None) -> Sweep:
