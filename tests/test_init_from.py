@@ -184,7 +184,7 @@ def test_a_sweep_retrains_a_source_cell_whose_run_has_no_weights(setup, tmp_path
     from crsbench.sweep.driver import describe_plan, run_sweep
     from crsbench.sweep.executors import LocalExecutor
     from crsbench.sweep.estimate import estimate, finished_seconds
-    from crsbench.sweep.plan import DONE, TODO, WAIT, Planner
+    from crsbench.sweep.plan import DONE, RESUME, TODO, WAIT, Planner
     from crsbench.sweep.spec import load_sweep
     data, common, _ = setup
     small = {k: yaml.safe_load(v) for k, v in (o.split("=", 1) for o in common) if k != "run.output_dir"}
@@ -209,6 +209,16 @@ def test_a_sweep_retrains_a_source_cell_whose_run_has_no_weights(setup, tmp_path
     listing = describe_plan(list(plans.values()))
     assert f"for kgsf / redial / seed 5: its run {old_rec} has no weights (model.pt) to start from" in listing
     assert "1 to do (1 of them re-do a run that does not count)" in listing
+    # that re-training, cut off (a stopped sweep, a machine gone): the next sweep resumes it
+    cut_off = old_rec.parent / "20991231-000000-seed5"
+    shutil.copytree(old_rec, cut_off)
+    meta = json.loads((cut_off / "run.json").read_text())
+    meta.update(status="interrupted")
+    (cut_off / "run.json").write_text(json.dumps(meta))
+    resumed = {p.cell.row: p for p in Planner(load_sweep(path), str(data)).plan_all()}
+    assert resumed["kgsf"].status == RESUME and resumed["kgsf"].run_dir == cut_off
+    assert resumed["kgsf"].redoes == old_rec and resumed["kgsf-copy"].status == WAIT
+    shutil.rmtree(cut_off)
     report = run_sweep(load_sweep(path), LocalExecutor(1, 1, str(data)), str(data))
     assert not report.failed and not report.skipped
     assert {c.row for c in report.ran} == {"kgsf", "kgsf-copy"}

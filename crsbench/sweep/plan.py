@@ -82,6 +82,7 @@ class Planner:
         self._runs: dict[Path, list[tuple[RunDir, dict, dict]]] = {}
         self._counted: dict[Cell, list[Path]] = {}      # every finished run that counts for a cell, oldest first
         self._alive: dict[Cell, Path] = {}              # a counting run of the cell that another process runs
+        self._retraining: dict[Cell, Path] = {}         # a resumable run of a done cell, newer than its finished ones
         self._first_listed: dict[Path, set[Path]] = {}  # the runs each listing held when first made
 
     def overrides(self, row: Row, cell: Cell, source: Path | None) -> list[str]:
@@ -164,6 +165,7 @@ class Planner:
         """Where one cell stands, given the run dirs of the cells already done."""
         row = self.sweep.row(cell.row)
         self._alive.pop(cell, None)
+        self._retraining.pop(cell, None)
         source, accepted, source_cell = None, set(), None
         if row.init_from is not None:
             source_cell = Cell(row.init_from, cell.dataset, cell.seed)
@@ -202,13 +204,16 @@ class Planner:
             if status == FINISHED and data.get("fingerprint") == fingerprint:
                 best = CellPlan(cell, row, DONE, run.path, overrides, config)
                 counted.append(run.path)
+                self._retraining.pop(cell, None)
             elif status == RUN_ALIVE:
                 self._alive[cell] = run.path
                 if best is None or best.status != DONE:
                     best = CellPlan(cell, row, RUNNING, run.path, overrides, config)
-            elif (status in (INTERRUPTED, STALE) or _out_of_space(status, meta)) \
-                    and (best is None or best.status not in (DONE, RUNNING)):
-                best = CellPlan(cell, row, RESUME, run.path, overrides, config)
+            elif status in (INTERRUPTED, STALE) or _out_of_space(status, meta):
+                if best is None or best.status not in (DONE, RUNNING):
+                    best = CellPlan(cell, row, RESUME, run.path, overrides, config)
+                elif best.status == DONE:               # a re-training for weights, cut off: it resumes
+                    self._retraining[cell] = run.path
         self._counted[cell] = counted
         if best is None and source_cell is not None and source is None:
             return CellPlan(cell, row, WAIT, redo_reason=f"{source_cell.label}: its run {done[source_cell]} has no "
@@ -239,8 +244,9 @@ class Planner:
 
     def _retrain_for_weights(self, plans: list[CellPlan]) -> list[CellPlan]:
         """A source cell whose finished runs have no weights, while a dependent cell still has to start
-        from them, is to do again (its dependents wait for the new run), or running where another
-        process already trains it again. A source that itself starts from a weightless run is not
+        from them, is to do again (its dependents wait for the new run), running where another
+        process already trains it again, or resumed where such a re-training was cut off (a stopped
+        sweep, a machine that went away). A source that itself starts from a weightless run is not
         chased further: its run then fails, naming the missing file."""
         index = {p.cell: i for i, p in enumerate(plans)}
         for plan in plans:
@@ -248,8 +254,9 @@ class Planner:
             if i is None or plans[i].status != DONE:
                 continue
             old = plans[i]
-            alive = self._alive.get(old.cell)
-            plans[i] = CellPlan(old.cell, old.row, RUNNING if alive else TODO, alive, old.overrides, old.config,
+            alive, cut_off = self._alive.get(old.cell), self._retraining.get(old.cell)
+            status = RUNNING if alive else RESUME if cut_off else TODO
+            plans[i] = CellPlan(old.cell, old.row, status, alive or cut_off, old.overrides, old.config,
                                 redoes=old.run_dir,
                                 redo_reason=f"no weights ({RunDir.WEIGHTS}), and {plan.cell.label} starts from them")
         return plans
