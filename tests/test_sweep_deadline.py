@@ -109,7 +109,8 @@ def planned(tmp_path, monkeypatch):
             return list(plans)
 
         def plan(self, cell, done):                  # the waiting cell, once its source has finished
-            return CellPlan(cell, plans[-1].row, TODO, overrides=[], config=plans[2].config)
+            row = next(p.row for p in plans if p.cell == cell)
+            return CellPlan(cell, row, TODO, overrides=[], config=plans[2].config)
 
         def started_elsewhere(self, plan):           # what another process did meanwhile (set by a test)
             return elsewhere.get(plan.cell.label)
@@ -153,6 +154,17 @@ def test_without_a_deadline_everything_starts(planned):
         "long / redial / seed 2", "short / redial / seed 2", "after / redial / seed 2"]
 
 
+def test_a_dependent_cell_starts_in_its_place_not_after_every_later_cell(planned):
+    """`after` seed 2 waits for `long` seed 2; once that finishes it starts before short seed 3, a
+    later cell of the sweep (seed by seed), not after everything queued since the sweep began."""
+    planned.append(CellPlan(Cell("short", "redial", 3), planned[1].row, TODO, overrides=[], config=planned[2].config))
+    fake = FakeExecutor({"long / redial / seed 2": 0.1, "short / redial / seed 2": 0.1,
+                         "after / redial / seed 2": 0.1, "short / redial / seed 3": 0.1})
+    report = driver.run_sweep(SWEEP, fake)
+    assert not report.skipped and fake.started == [
+        "long / redial / seed 2", "short / redial / seed 2", "after / redial / seed 2", "short / redial / seed 3"]
+
+
 def test_a_cell_another_process_finished_meanwhile_is_not_trained_again(planned, tmp_path):
     """Two sweeps of one file (two chains, a SLURM array): the long cell's seed 2 was finished by the
     other after this sweep planned it, so it is not started here; its dependent starts from it."""
@@ -179,8 +191,9 @@ def test_a_cell_another_process_started_meanwhile_is_skipped_with_its_dependents
 
 def test_the_dry_run_schedule_follows_the_drivers_order():
     """Two workers, a 2-hour window, in the driver's order: each cell starts when a worker is free and
-    only if its estimate fits; a waiting cell joins the queue when its source finishes; a cell without
-    an estimate runs until the deadline stops it; what is left at the deadline does not start."""
+    only if its estimate fits; a waiting cell joins the queue when its source finishes, at its place in
+    the sweep's order (before a later row); a cell without an estimate runs until the deadline stops
+    it; what is left at the deadline does not start."""
     from crsbench.sweep.deadline import schedule
     long_row, short_row, after = Row("long", "kgsf"), Row("short", "popularity"), Row("after", "kgsf", init_from="long")
     cell = {f"{r}{s}": Cell(r, "redial", s) for r in ("long", "short", "after") for s in (2, 3)}
@@ -193,13 +206,15 @@ def test_the_dry_run_schedule_follows_the_drivers_order():
     assert verdicts == {
         cell["long2"]: ("finishes", 3600.0), cell["short2"]: ("finishes", 600.0),
         cell["long3"]: ("finishes", 4200.0),            # on the worker short2 freed at 600 s
-        cell["short3"]: ("stopped", 7200.0),            # at 3600 s, before after2, which joins the queue then
-        cell["after2"]: ("finishes", 7200.0),           # at 4200 s: 3000 s fit exactly
-        cell["after3"]: ("not started", "the deadline has come")}
-    # with one worker, the long cells' dependents never fit, and say why
+        cell["after2"]: ("finishes", 6600.0),           # joins at 3600 s, before short3 (a later plan)
+        cell["after3"]: ("finishes", 7200.0),           # joins at 4200 s, before short3: 3000 s fit exactly
+        cell["short3"]: ("stopped", 7200.0)}            # at 6600 s
+    # with one worker, long3 and so its dependent never fit, and say why; after2 is next in order
     one = schedule(plans, needs, workers=1, now=0.0, deadline=7200.0)
     assert one[cell["long2"]] == ("finishes", 3600.0) and one[cell["short2"]] == ("finishes", 4200.0)
     assert one[cell["long3"]] == ("not started", "does not fit")
+    assert one[cell["after2"]] == ("finishes", 7200.0)
+    assert one[cell["short3"]] == ("not started", "the deadline has come")
     assert one[cell["after3"]] == ("not started", "its init_from cell does not finish")
 
 

@@ -78,13 +78,13 @@ def schedule(plans: list, needs: dict, workers: int, now: float, deadline: float
     """What the driver would do before the deadline, on its estimates: for each cell it would run,
     ("finishes", time), ("stopped", time) for a cell without an estimate (the deadline stops it),
     ("filled", time) for one that does not fit but fills an idle worker (`fill`) until the deadline
-    stops it, or ("not started", reason). Cells start in the driver's order (to resume, to do, then
-    each waiting cell once its source finishes), `workers` at a time, each only if its estimate fits;
-    with `fill`, the cells that do not fit start, in that order, on workers left idle."""
-    from crsbench.sweep.driver import run_order          # the driver imports this module
+    stops it, or ("not started", reason). Cells start in the driver's order (to resume, to do, and
+    each waiting cell in its place once its source finishes), `workers` at a time, each only if its
+    estimate fits; with `fill`, the cells that do not fit start, in that order, on workers left idle."""
+    from crsbench.sweep.driver import run_order, start_order        # the driver imports this module
     from crsbench.sweep.plan import WAIT
     from crsbench.sweep.spec import Cell
-    queue = run_order(plans)
+    queue, in_order = run_order(plans), start_order(plans)
     waiting = [p for p in plans if p.status == WAIT]
     verdicts: dict = {}
     running: list[tuple[float, object]] = []          # (finish time, cell)
@@ -118,6 +118,7 @@ def schedule(plans: list, needs: dict, workers: int, now: float, deadline: float
                 waiting.remove(plan)
                 if verdicts[cell][0] == "finishes":
                     queue.append(plan)
+                    queue.sort(key=in_order)
                 else:                                 # stopped at the deadline
                     verdicts[plan.cell] = ("not started", "its init_from cell does not finish")
     for plan in deferred:

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Callable
 
 from loguru import logger
 
@@ -30,11 +31,18 @@ from crsbench.sweep.spec import Cell, Sweep
 REPORT_EVERY_S = 30.0
 
 
+def start_order(plans: list[CellPlan]) -> Callable[[CellPlan], tuple]:
+    """The sort key of the cells to start: interrupted ones first (half their compute is spent, and
+    their results are the nearest), then the new ones in the sweep's order (seed by seed,
+    `spec.cells`). A cell that waited for its init_from cell takes its place in that order when it
+    joins the queue, so seed 2's dependents start before seed 3's rows."""
+    rank = {p.cell: i for i, p in enumerate(plans)}
+    return lambda p: (p.status != RESUME, rank[p.cell])
+
+
 def run_order(plans: list[CellPlan]) -> list[CellPlan]:
-    """The cells to start, interrupted ones first (half their compute is spent, and their results are
-    the nearest), then the new ones in the sweep's order (seed by seed, `spec.cells`); cells waiting
-    for their init_from cell join later."""
-    return [p for p in plans if p.status == RESUME] + [p for p in plans if p.status == TODO]
+    """The cells to start now, in `start_order`; cells waiting for their init_from cell join later."""
+    return sorted((p for p in plans if p.status in (RESUME, TODO)), key=start_order(plans))
 
 
 @dataclass
@@ -160,7 +168,7 @@ def run_sweep(sweep: Sweep, executor, data_dir: str | None = None, same_build: b
         needs = {plans[i].cell: seconds for i, seconds in guess.seconds.items()}
     report = SweepReport(done=[p.cell for p in plans if p.status == DONE])
     finished: dict[Cell, Path] = {p.cell: p.run_dir for p in plans if p.status == DONE}
-    queue = run_order(plans)
+    queue, in_order = run_order(plans), start_order(plans)
     waiting = [p for p in plans if p.status == WAIT]
     deferred: list[tuple[CellPlan, str]] = []    # --fill: cells that do not fit (and why), for idle workers
     for p in plans:
@@ -218,6 +226,7 @@ def run_sweep(sweep: Sweep, executor, data_dir: str | None = None, same_build: b
                     report.done.append(new.cell)
                 else:
                     queue.append(new)
+                    queue.sort(key=in_order)
                 moved = True
             elif any(source == c for c, _ in report.failed + report.skipped):
                 why = next(reason for c, reason in report.failed + report.skipped if c == source)
