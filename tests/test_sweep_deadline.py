@@ -95,6 +95,7 @@ def _plans(tmp_path) -> list[CellPlan]:
 
 class _Plans(list):
     elsewhere: dict
+    recorded: list                                   # the run dirs the driver indexed, by name
 
 
 @pytest.fixture
@@ -117,8 +118,10 @@ def planned(tmp_path, monkeypatch):
     elsewhere: dict[str, CellPlan] = {}
     plans.elsewhere = elsewhere
     monkeypatch.setattr(driver, "Planner", FakePlanner)
-    monkeypatch.setattr(driver, "record_finished", lambda run: None)
-    monkeypatch.setattr(driver, "_materialise", lambda outcome, root: root)
+    plans.recorded = []
+    monkeypatch.setattr(driver, "record_finished", lambda run: plans.recorded.append(run.path.name))
+    monkeypatch.setattr(driver, "_materialise", lambda outcome, root: root / outcome.label.split(" ")[0])
+    monkeypatch.setattr(driver, "_index_unrecorded", lambda plans: 0)    # the made-up done runs have no files
     return plans
 
 
@@ -259,3 +262,38 @@ def test_the_dry_run_schedule_fills_idle_workers():
     assert schedule(plans, needs, workers=1, now=0.0, deadline=1800.0)[long2] == ("not started", "does not fit")
     assert schedule(plans, needs, workers=1, now=0.0, deadline=800.0, fill=True)[long2] == (
         "not started", "does not fit")                          # 200 s left after the short cell
+
+
+class EndsAsStopped(FakeExecutor):
+    """The cell's process ends on its own just as the stop comes (Ctrl-C, or the deadline): its
+    outcome at the stop is `finished`. `interrupt`: the first wait is cut by Ctrl-C."""
+
+    def __init__(self, lasts, interrupt=False):
+        super().__init__(lasts)
+        self.interrupt = interrupt
+
+    def wait(self, futures, timeout):
+        if self.interrupt:
+            raise KeyboardInterrupt
+        return super().wait(futures, timeout)
+
+    def stop(self, futures):
+        self.stopped += [f[0] for f in futures]
+        return [Outcome(f[0], "finished", run_dir=f"/nowhere/{f[0]}") for f in futures]
+
+
+def test_a_cell_that_finishes_as_ctrl_c_comes_is_indexed(planned):
+    """The driver indexes every finished cell: one whose process ended just as Ctrl-C stopped it too
+    (else its run is done on disk but missing from results.sqlite, and `compare` lacks its seed)."""
+    fake = EndsAsStopped({"long / redial / seed 2": 600.0}, interrupt=True)
+    with pytest.raises(KeyboardInterrupt):
+        driver.run_sweep(SWEEP, fake)
+    assert fake.stopped == ["long / redial / seed 2"] and planned.recorded == ["long"]
+
+
+def test_a_cell_that_finishes_as_the_deadline_comes_counts_as_done(planned):
+    fake = EndsAsStopped({"short / redial / seed 2": 600.0})
+    report = driver.run_sweep(SWEEP, fake, deadline=datetime.now() + timedelta(seconds=2))
+    assert fake.stopped == ["short / redial / seed 2"] and planned.recorded == ["short"]
+    assert [c.label for c in report.ran] == ["short / redial / seed 2"]
+    assert "short / redial / seed 2" not in {c.label for c, _ in report.skipped}

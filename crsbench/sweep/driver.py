@@ -1,7 +1,8 @@
 """`crsbench sweep FILE`: plan the cells, run what is missing on an executor, index the results,
 print the comparison table of the sweep's rows.
 
-The driver alone writes the results index. Progress is one line per event (a cell started, finished
+The driver alone writes the results index, for every cell that finishes (one that ends just as a
+stop comes too), and at its start for any finished cell the index lacks. Progress is one line per event (a cell started, finished
 or failed) and a summary line (done / running / failed / to do, elapsed time) every half minute.
 A failed cell is reported with its log and does not stop the others; the cells that start from it
 (init_from) are skipped. Interrupted cells resume before new ones start. Interrupted (Ctrl-C), the
@@ -20,7 +21,7 @@ from typing import Callable
 from loguru import logger
 
 from crsbench.results.significance import RESAMPLES, SEED
-from crsbench.results.store import record_finished, results_db
+from crsbench.results.store import RESULTS_DB, record_finished, results_db
 from crsbench.run_dir import RunDir
 from crsbench.sweep.deadline import FILL_MIN_S, fits, may_fill, schedule
 from crsbench.sweep.estimate import duration, estimate
@@ -145,11 +146,38 @@ def _refusal(need: float | None, deadline: datetime | None) -> str:
     return f"needs ~{duration(need)}, {duration(left)} left before the deadline ({deadline:%H:%M})"
 
 
-def _stop(executor, running: dict, why: str) -> None:
-    """Stop the running cells with a checkpoint each (Ctrl-C, SIGTERM or the deadline), saying why."""
+def _stop(executor, running: dict, why: str) -> list[tuple[CellPlan, Outcome]]:
+    """Stop the running cells with a checkpoint each (Ctrl-C, SIGTERM or the deadline), saying why;
+    returns what each reported (a cell may have finished in the meantime: its caller indexes it)."""
     logger.warning(why)
+    by_label = {plan.cell.label: plan for plan in running.values()}
+    stopped = []
     for outcome in executor.stop(list(running)):
-        logger.warning(f"{outcome.status}: {outcome.label} ({outcome.run_dir})")
+        if outcome.status != "finished":
+            logger.warning(f"{outcome.status}: {outcome.label} ({outcome.run_dir})")
+        if outcome.label in by_label:
+            stopped.append((by_label[outcome.label], outcome))
+    return stopped
+
+
+def _index_unrecorded(plans: list[CellPlan]) -> int:
+    """Index every done cell's run that the results index lacks, as the driver would have on its
+    finish (a driver stopped between a cell's end and its record leaves one); returns how many."""
+    stores: dict[Path, object] = {}
+    added = 0
+    for plan in plans:
+        if plan.status != DONE or plan.run_dir is None:
+            continue
+        run = RunDir(plan.run_dir)
+        meta = run.read_meta()
+        root = run.results_root(meta)
+        store = stores.get(root) or stores.setdefault(root, results_db(root))
+        if store.get_run(meta.get("run_id") or run.run_id()) is None:
+            record_finished(run, meta, root)
+            logger.info(f"indexed {plan.cell.label}: its finished run was missing from {root / RESULTS_DB} "
+                        f"({plan.run_dir})")
+            added += 1
+    return added
 
 
 def run_sweep(sweep: Sweep, executor, data_dir: str | None = None, same_build: bool = False,
@@ -166,6 +194,7 @@ def run_sweep(sweep: Sweep, executor, data_dir: str | None = None, same_build: b
         known = Planner(whole, data_dir, same_build).plan_all() if whole is not None else None
         guess = estimate(plans, known, getattr(executor, "device_kind", None))
         needs = {plans[i].cell: seconds for i, seconds in guess.seconds.items()}
+    _index_unrecorded(plans)
     report = SweepReport(done=[p.cell for p in plans if p.status == DONE])
     finished: dict[Cell, Path] = {p.cell: p.run_dir for p in plans if p.status == DONE}
     queue, in_order = run_order(plans), start_order(plans)
@@ -211,6 +240,22 @@ def run_sweep(sweep: Sweep, executor, data_dir: str | None = None, same_build: b
             logger.warning(f"not starting {plan.cell.label}: another process has started it meanwhile "
                            f"({other.run_dir}); run this sweep again once it has finished")
         return True
+
+    def collect(plan: CellPlan, outcome: Outcome) -> None:
+        """Index a finished cell and make it a source for its dependents; report a failed one."""
+        if outcome.status == "finished":
+            root = Path(plan.config["run"]["output_dir"]).resolve()
+            run_dir = _materialise(outcome, root)
+            record_finished(RunDir(run_dir))
+            finished[plan.cell] = run_dir
+            report.done.append(plan.cell)
+            report.ran.append(plan.cell)
+            logger.info(f"finished {plan.cell.label} in {_hms(outcome.seconds)}: {run_dir}")
+        else:
+            log = Path(outcome.run_dir) / RunDir.LOG if outcome.run_dir else None
+            report.failed.append((plan.cell, outcome.error or outcome.status))
+            logger.error(f"{outcome.status} {plan.cell.label}: {(outcome.error or '').splitlines()[0]}"
+                         + (f" (log: {log})" if log else ""))
 
     def release_waiting() -> bool:
         """Queue (or count as done) each waiting cell whose source has finished, and skip those whose
@@ -270,11 +315,14 @@ def run_sweep(sweep: Sweep, executor, data_dir: str | None = None, same_build: b
                 waiting.clear()
                 break
             if deadline is not None and time.time() >= deadline.timestamp():
-                _stop(executor, running, f"the deadline ({deadline:%H:%M}) has come: stopping {len(running)} "
-                                         "running cell(s) with a checkpoint; the same command resumes them")
-                for plan in running.values():
-                    report.skipped.append((plan.cell, "stopped at the deadline with a checkpoint; the same "
-                                                      "command resumes it"))
+                for plan, outcome in _stop(executor, running, f"the deadline ({deadline:%H:%M}) has come: "
+                                           f"stopping {len(running)} running cell(s) with a checkpoint; the "
+                                           "same command resumes them"):
+                    if outcome.status == "finished":
+                        collect(plan, outcome)
+                    else:
+                        report.skipped.append((plan.cell, "stopped at the deadline with a checkpoint; the "
+                                                          "same command resumes it"))
                 for plan in queue + waiting + [p for p, _ in deferred]:
                     report.skipped.append((plan.cell, "not started: the deadline has come"))
                 running.clear()
@@ -285,27 +333,15 @@ def run_sweep(sweep: Sweep, executor, data_dir: str | None = None, same_build: b
             wait_s = REPORT_EVERY_S if deadline is None else max(1.0, min(REPORT_EVERY_S,
                                                                           deadline.timestamp() - time.time()))
             for future in executor.wait(list(running), timeout=wait_s):
-                plan = running.pop(future)
-                outcome = executor.result(future)
-                if outcome.status == "finished":
-                    root = Path(plan.config["run"]["output_dir"]).resolve()
-                    run_dir = _materialise(outcome, root)
-                    record_finished(RunDir(run_dir))
-                    finished[plan.cell] = run_dir
-                    report.done.append(plan.cell)
-                    report.ran.append(plan.cell)
-                    logger.info(f"finished {plan.cell.label} in {_hms(outcome.seconds)}: {run_dir}")
-                else:
-                    log = Path(outcome.run_dir) / RunDir.LOG if outcome.run_dir else None
-                    report.failed.append((plan.cell, outcome.error or outcome.status))
-                    logger.error(f"{outcome.status} {plan.cell.label}: {(outcome.error or '').splitlines()[0]}"
-                                 + (f" (log: {log})" if log else ""))
+                collect(running.pop(future), executor.result(future))
             if time.perf_counter() - last_report >= REPORT_EVERY_S:
                 logger.info(summary())
                 last_report = time.perf_counter()
     except KeyboardInterrupt:
-        _stop(executor, running, f"sweep interrupted: stopping {len(running)} running cell(s); run the same "
-                                 "command again to resume them and skip the finished ones")
+        for plan, outcome in _stop(executor, running, f"sweep interrupted: stopping {len(running)} running "
+                                   "cell(s); run the same command again to resume them and skip the finished ones"):
+            if outcome.status == "finished":      # it ended before the signal reached it
+                collect(plan, outcome)
         raise
     finally:
         executor.close()
