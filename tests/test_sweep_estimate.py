@@ -43,7 +43,8 @@ def test_estimate_from_the_rows_finished_seeds(tmp_path):
     listing = describe_plan(plans, workers=2)
     assert "kgsf / redial / seed 4      to do     ~30m" in listing
     assert "kgsf / redial / seed 5      resume    ~17m" in listing
-    assert listing.splitlines()[-1] == ("estimated compute still to spend: ~47m for 2 cell(s) (about 23m with 2 "
+    # two workers: the 30-min and the 17-min cell side by side take 30 min, not half their 47
+    assert listing.splitlines()[-1] == ("estimated compute still to spend: ~47m for 2 cell(s) (about 30m with 2 "
                                         "workers); 2 cell(s) unknown (no finished seed of their row or kind yet); from the "
                                         "finished cells' recorded times, on the machine that ran them")
     assert duration(3 * 3600 + 5 * 60 + 20) == "3h05m"

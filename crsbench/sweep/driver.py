@@ -55,6 +55,15 @@ class SweepReport:
     seconds: float = 0.0
 
 
+def _wall_seconds(plans: list[CellPlan], guess, workers: int) -> float:
+    """How long the estimated cells take on `workers` workers in the driver's order (a source before
+    its dependents), not their total over the workers: one long cell keeps its length on any number.
+    Cells without an estimate count as none (the listing counts them apart)."""
+    needs = {p.cell: guess.seconds.get(i, 0.0) for i, p in enumerate(plans)}
+    verdicts = schedule(plans, needs, workers, 0.0, float("inf"))
+    return max((t for kind, t in verdicts.values() if kind == "finishes"), default=0.0)
+
+
 def describe_plan(plans: list[CellPlan], workers: int = 1, known: list[CellPlan] | None = None,
                   deadline: datetime | None = None, device: str | None = None, fill: bool = False) -> str:
     """The --dry-run listing: one line per cell with its status, the time it should still take
@@ -93,7 +102,8 @@ def describe_plan(plans: list[CellPlan], workers: int = 1, known: list[CellPlan]
     parts = []
     if guess.seconds:
         parts.append(f"~{duration(guess.total)} for {len(guess.seconds)} cell(s)"
-                     + (f" (about {duration(guess.total / workers)} with {workers} workers)" if workers > 1 else "")
+                     + (f" (about {duration(_wall_seconds(plans, guess, workers))} with {workers} workers)"
+                        if workers > 1 else "")
                      + (f", {len(guess.borrowed)} of them (≈) from other rows of the same model, tasks, data fraction and "
                         "epochs" if guess.borrowed else ""))
     if guess.unknown:
