@@ -180,14 +180,15 @@ def _cmd_history(args: argparse.Namespace) -> int:
 def _cmd_runs(args: argparse.Namespace) -> int:
     if args.archive:
         from crsbench.results.archive import archive_runs
-        since = None
-        if args.since:
+        window = {}
+        for flag in ("since", "until"):
+            value = getattr(args, flag)
             try:
-                since = datetime.fromisoformat(args.since)
+                window[flag] = datetime.fromisoformat(value) if value else None
             except ValueError:
-                raise ConfigError(f"--since {args.since}: not a date or time",
-                                  hint="e.g. --since 2026-12-01T11:52 (UTC unless it names its zone)") from None
-        done = archive_runs(args.output_dir, args.archive, args.dataset, since)
+                raise ConfigError(f"--{flag} {value}: not a date or time",
+                                  hint=f"e.g. --{flag} 2026-12-01T11:52 (UTC unless it names its zone)") from None
+        done = archive_runs(args.output_dir, args.archive, args.dataset, **window)
         print(f"wrote {args.archive}: {done['runs']} finished run(s), {done['files']} record files, "
               f"{done['bytes'] / 1024:.0f} KiB (no weights)")
         return 0
@@ -443,6 +444,9 @@ def build_parser() -> argparse.ArgumentParser:
     runs.add_argument("--since", metavar="TIME",
                       help="--archive: only runs finished at or after TIME (ISO 8601, UTC unless zoned), "
                            "e.g. one session's")
+    runs.add_argument("--until", metavar="TIME",
+                      help="--archive: only runs finished before TIME (with --since: a part of a session, "
+                           "to keep each archive under 1 MB)")
     runs.set_defaults(func=_cmd_runs)
 
     show = sub.add_parser("show", help="what produced a run's numbers: provenance (code, data, preprocessed content, "

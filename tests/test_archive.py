@@ -143,3 +143,10 @@ def test_since_keeps_the_runs_finished_from_then_on(tmp_path):
     assert archive_runs(tmp_path / "runs", out)["runs"] == 2
     with pytest.raises(DataError, match="no finished runs since 2026-12-01T15:00:00"):
         archive_runs(tmp_path / "runs", out, since=datetime(2026, 12, 1, 15, 0, tzinfo=timezone.utc))
+    # --until (exclusive): the part before it; with --since, a window
+    assert archive_runs(tmp_path / "runs", out, until=datetime(2026, 12, 1, 11, 52))["runs"] == 1
+    with tarfile.open(out) as tar:
+        assert {m.name.split("/")[2] for m in tar.getmembers()} == {"old-seed1"}
+    with pytest.raises(DataError, match="since 2026-12-01T09:00:00.* before 2026-12-01T09:26:46"):
+        archive_runs(tmp_path / "runs", out, since=datetime(2026, 12, 1, 9, 0),
+                     until=datetime(2026, 12, 1, 9, 26, 46, tzinfo=timezone.utc))

@@ -22,28 +22,32 @@ from crsbench.run_dir import FINISHED, RunDir, find_runs
 _PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
 
 
-def _finished_since(meta: dict, since: datetime | None) -> bool:
+def _utc(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def _finished_within(meta: dict, since: datetime | None, until: datetime | None) -> bool:
     if meta.get("status") != FINISHED:
         return False
-    if since is None:
+    if since is None and until is None:
         return True
-    finished = datetime.fromisoformat(meta["finished"])
-    return (finished if finished.tzinfo else finished.replace(tzinfo=timezone.utc)) >= since
+    finished = _utc(datetime.fromisoformat(meta["finished"]))
+    return (since is None or finished >= _utc(since)) and (until is None or finished < _utc(until))
 
 
 def archive_runs(root: str | Path, out: str | Path, dataset: str | None = None,
-                 since: datetime | None = None) -> dict[str, int]:
-    """Write every finished run's record under `root` (one dataset's, or all; with `since`, only the
-    runs finished at or after it: one session's) into `out` (.tar.gz).
+                 since: datetime | None = None, until: datetime | None = None) -> dict[str, int]:
+    """Write every finished run's record under `root` (one dataset's, or all; with `since` and
+    `until`, only the runs finished at or after `since` and before `until`: one session's, or a part
+    of it, so that each archive stays small) into `out` (.tar.gz).
     Returns {"runs": N, "files": F, "bytes": size of the archive}."""
     root, out = Path(root), Path(out)
-    if since is not None and since.tzinfo is None:
-        since = since.replace(tzinfo=timezone.utc)
-    runs = [r for r in find_runs(root, dataset) if _finished_since(r.read_meta(), since)]
+    runs = [r for r in find_runs(root, dataset) if _finished_within(r.read_meta(), since, until)]
     if not runs:
-        raise DataError(f"{root}: no finished runs" + (f" of {dataset}" if dataset else "")
-                        + (f" since {since.isoformat()}" if since else "") + " to archive",
-                        hint="crsbench runs --output-dir DIR lists what is there")
+        window = (f" since {_utc(since).isoformat()}" if since else "") + (f" before {_utc(until).isoformat()}"
+                                                                           if until else "")
+        raise DataError(f"{root}: no finished runs" + (f" of {dataset}" if dataset else "") + window
+                        + " to archive", hint="crsbench runs --output-dir DIR lists what is there")
     files = 0
 
     def write(handle) -> None:
