@@ -121,7 +121,7 @@ def planned(tmp_path, monkeypatch):
     plans.recorded = []
     monkeypatch.setattr(driver, "record_finished", lambda run: plans.recorded.append(run.path.name))
     monkeypatch.setattr(driver, "_materialise", lambda outcome, root: root / outcome.label.split(" ")[0])
-    monkeypatch.setattr(driver, "_index_unrecorded", lambda plans: 0)    # the made-up done runs have no files
+    monkeypatch.setattr(driver, "_index_unrecorded", lambda plans: None)    # the made-up done runs have no files
     return plans
 
 

@@ -2,8 +2,9 @@
 print the comparison table of the sweep's rows.
 
 The driver alone writes the results index, for every cell that finishes (one that ends just as a
-stop comes too), and at its start for any finished cell the index lacks. Progress is one line per event (a cell started, finished
-or failed) and a summary line (done / running / failed / to do, elapsed time) every half minute.
+stop comes too), and at its start for any finished cell the index lacks. Progress is one line per
+event (a cell started, finished or failed) and a summary line (done / running / failed / to do,
+elapsed time) every half minute.
 A failed cell is reported with its log and does not stop the others; the cells that start from it
 (init_from) are skipped. Interrupted cells resume before new ones start. Interrupted (Ctrl-C), the
 driver stops its workers, whose runs are marked interrupted; running the same command again resumes
@@ -170,24 +171,22 @@ def _stop(executor, running: dict, why: str) -> list[tuple[CellPlan, Outcome]]:
     return stopped
 
 
-def _index_unrecorded(plans: list[CellPlan]) -> int:
+def _index_unrecorded(plans: list[CellPlan]) -> None:
     """Index every done cell's run that the results index lacks, as the driver would have on its
-    finish (a driver stopped between a cell's end and its record leaves one); returns how many."""
+    finish (a driver stopped between a cell's end and its record leaves one)."""
     stores: dict[Path, object] = {}
-    added = 0
     for plan in plans:
         if plan.status != DONE or plan.run_dir is None:
             continue
         run = RunDir(plan.run_dir)
         meta = run.read_meta()
         root = run.results_root(meta)
-        store = stores.get(root) or stores.setdefault(root, results_db(root))
-        if store.get_run(meta.get("run_id") or run.run_id()) is None:
+        if root not in stores:
+            stores[root] = results_db(root)
+        if stores[root].get_run(meta.get("run_id") or run.run_id()) is None:
             record_finished(run, meta, root)
             logger.info(f"indexed {plan.cell.label}: its finished run was missing from {root / RESULTS_DB} "
                         f"({plan.run_dir})")
-            added += 1
-    return added
 
 
 def run_sweep(sweep: Sweep, executor, data_dir: str | None = None, same_build: bool = False,
@@ -267,6 +266,16 @@ def run_sweep(sweep: Sweep, executor, data_dir: str | None = None, same_build: b
             logger.error(f"{outcome.status} {plan.cell.label}: {(outcome.error or '').splitlines()[0]}"
                          + (f" (log: {log})" if log else ""))
 
+    def stop_running(why: str) -> list[CellPlan]:
+        """Stop the running cells (`_stop`), collect those that finished meanwhile, and return the
+        others: stopped with a checkpoint, for the same command to resume."""
+        ended = []
+        for plan, outcome in _stop(executor, running, why):
+            if outcome.status == "finished":           # it ended before the stop reached it
+                collect(plan, outcome)
+                ended.append(plan)
+        return [plan for plan in running.values() if plan not in ended]
+
     def release_waiting() -> bool:
         """Queue (or count as done) each waiting cell whose source has finished, and skip those whose
         source failed or was skipped; True when a cell joined the queue or became done."""
@@ -325,14 +334,10 @@ def run_sweep(sweep: Sweep, executor, data_dir: str | None = None, same_build: b
                 waiting.clear()
                 break
             if deadline is not None and time.time() >= deadline.timestamp():
-                for plan, outcome in _stop(executor, running, f"the deadline ({deadline:%H:%M}) has come: "
-                                           f"stopping {len(running)} running cell(s) with a checkpoint; the "
-                                           "same command resumes them"):
-                    if outcome.status == "finished":
-                        collect(plan, outcome)
-                    else:
-                        report.skipped.append((plan.cell, "stopped at the deadline with a checkpoint; the "
-                                                          "same command resumes it"))
+                for plan in stop_running(f"the deadline ({deadline:%H:%M}) has come: stopping {len(running)} "
+                                         "running cell(s) with a checkpoint; the same command resumes them"):
+                    report.skipped.append((plan.cell, "stopped at the deadline with a checkpoint; the same "
+                                                      "command resumes it"))
                 for plan in queue + waiting + [p for p, _ in deferred]:
                     report.skipped.append((plan.cell, "not started: the deadline has come"))
                 running.clear()
@@ -348,10 +353,8 @@ def run_sweep(sweep: Sweep, executor, data_dir: str | None = None, same_build: b
                 logger.info(summary())
                 last_report = time.perf_counter()
     except KeyboardInterrupt:
-        for plan, outcome in _stop(executor, running, f"sweep interrupted: stopping {len(running)} running "
-                                   "cell(s); run the same command again to resume them and skip the finished ones"):
-            if outcome.status == "finished":      # it ended before the signal reached it
-                collect(plan, outcome)
+        stop_running(f"sweep interrupted: stopping {len(running)} running cell(s); run the same command "
+                     "again to resume them and skip the finished ones")
         raise
     finally:
         executor.close()
