@@ -97,9 +97,9 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         return 0
     if args.table:
         return _print_sweep_tables(sweep, args)
-    import signal
+    from crsbench.interrupt import stop_on_signals
     from crsbench.sweep.driver import run_sweep, sweep_table
-    signal.signal(signal.SIGTERM, signal.default_int_handler)     # stop the workers cleanly on SIGTERM too
+    stop_on_signals()              # Ctrl-C, kill -INT (even of a background sweep) and SIGTERM stop the workers cleanly
     if args.executor == "ray":
         from crsbench.sweep.executors import RayExecutor
         executor = RayExecutor(args.ray_address, args.workers, args.runs_per_gpu)

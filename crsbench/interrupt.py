@@ -59,3 +59,13 @@ class StopRequest:
         finally:
             for s, handler in previous.items():
                 signal.signal(s, handler)
+
+
+def stop_on_signals() -> None:
+    """Turn SIGINT and SIGTERM into KeyboardInterrupt, for a driver that stops its workers on it.
+
+    A shell without job control (a script's `cmd &`, nohup) starts a background job with SIGINT
+    ignored, and Python then never raises KeyboardInterrupt: `kill -INT` would do nothing.
+    """
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.default_int_handler)
