@@ -102,10 +102,10 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     stop_on_signals()              # Ctrl-C, kill -INT (even of a background sweep) and SIGTERM stop the workers cleanly
     if args.executor == "ray":
         from crsbench.sweep.executors import RayExecutor
-        executor = RayExecutor(args.ray_address, args.workers, args.runs_per_gpu)
+        executor = RayExecutor(args.ray_address, args.workers, args.runs_per_gpu, args.threads)
     else:
         from crsbench.sweep.executors import LocalExecutor
-        executor = LocalExecutor(args.workers or 1, args.runs_per_gpu, args.data_dir)
+        executor = LocalExecutor(args.workers or 1, args.runs_per_gpu, args.data_dir, args.threads)
     report = run_sweep(sweep, executor, args.data_dir, args.same_build, deadline,
                        whole if whole is not sweep else None, args.fill)
     print(sweep_table(sweep, args.data_dir, same_build=args.same_build))
@@ -302,6 +302,17 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive_int(text: str) -> int:
+    """An argparse type: an integer of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="crsbench", description=__doc__.strip())
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -360,6 +371,10 @@ def build_parser() -> argparse.ArgumentParser:
     swp.add_argument("--executor", choices=("local", "ray"), default="local",
                      help="local: worker processes on this machine (default); ray: Ray tasks")
     swp.add_argument("--workers", type=int, help="runs at once (local default 1; ray default: as the CPUs allow)")
+    swp.add_argument("--threads", type=_positive_int, metavar="N",
+                     help="CPU threads per run (default: this machine's CPUs divided by --workers). Set it when "
+                          "another sweep or job shares the machine: a --workers 1 sweep beside another run "
+                          "gives its run every CPU's thread, and the two runs' threads then slow each other")
     swp.add_argument("--runs-per-gpu", type=int, default=1, help="runs sharing one GPU (each gets 1/K of its memory)")
     swp.add_argument("--ray-address", help="an existing Ray cluster: auto or ray://HOST:PORT (default: start a "
                                            "local Ray instance)")

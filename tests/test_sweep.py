@@ -138,7 +138,7 @@ def test_sweep_runs_skips_finished_cells_and_resumes_an_interrupted_one(env, tmp
     grid = _grid(out)
     grid["rows"][2]["set"] = {**TRAINED, "train.epochs": 4, "train.checkpoint_minutes": 0.002}
     path = _write(tmp_path, grid)
-    args = ["sweep", str(path), "--workers", "2", "--executor", executor]
+    args = ["sweep", str(path), "--workers", "2", "--executor", executor, "--threads", "1"]
     # started as a script's background job is (`crsbench sweep ... &`: SIGINT ignored); the driver
     # must still stop on SIGINT
     proc = subprocess.Popen([sys.executable, "-m", "crsbench", *args], env=env,
@@ -148,6 +148,7 @@ def test_sweep_runs_skips_finished_cells_and_resumes_an_interrupted_one(env, tmp
     log, _ = proc.communicate(timeout=300)
     assert proc.returncode == 130, log
     assert json.loads((run / "run.json").read_text())["status"] == "interrupted", log
+    assert json.loads((run / "run.json").read_text())["environment"]["threads"] == 1      # --threads
     listing = crsbench("sweep", str(path), "--dry-run", env=env).stdout
     assert re.search(rf"textcnn / redial / seed 1 +resume +\? +{re.escape(str(run))}", listing), listing
     # a run another live process holds is "running": listed so, and not started a second time

@@ -218,7 +218,8 @@ def run_sweep(sweep: Sweep, executor, data_dir: str | None = None, same_build: b
     started = time.perf_counter()
     total = len(plans)
     logger.info(f"sweep {sweep.name}: {total} cells, {len(report.done)} done already, {len(queue)} to run, "
-                f"{len(waiting)} waiting; executor {executor.name} with {executor.capacity} worker(s)")
+                f"{len(waiting)} waiting; executor {executor.name} with {executor.capacity} worker(s)"
+                + (f", {executor.threads} CPU thread(s) each" if getattr(executor, "threads", None) else ""))
     last_report = time.perf_counter()
 
     def summary() -> str:

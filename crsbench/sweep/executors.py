@@ -109,10 +109,13 @@ class LocalExecutor:
 
     name = "local"
 
-    def __init__(self, workers: int = 1, runs_per_gpu: int = 1, data_dir: str | None = None) -> None:
+    def __init__(self, workers: int = 1, runs_per_gpu: int = 1, data_dir: str | None = None,
+                 threads: int | None = None) -> None:
         self.workers = max(1, workers)
         cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        self.threads = max(1, cpus // self.workers)
+        # the machine's CPUs split between this sweep's workers, unless told: another sweep or job on the
+        # same machine is not counted, and two runs' OpenMP threads fighting over a core slow both
+        self.threads = threads or max(1, cpus // self.workers)
         self.runs_per_gpu = max(1, runs_per_gpu)
         self.free_slots = [g for g in range(_gpu_count()) for _ in range(self.runs_per_gpu)]
         self.device_kind = "cuda" if self.free_slots else "cpu"     # whose recorded times estimate a cell
@@ -227,6 +230,10 @@ class RayExecutor:
     @property
     def capacity(self) -> int:
         return self.workers
+
+    @property
+    def threads(self) -> int:
+        return self.cpus_per_task
 
     def submit(self, task: Task):
         task.threads = self.cpus_per_task
